@@ -1,0 +1,22 @@
+# SpeechPrompt: prompt tuning of a frozen unit LM, as a chain of small tools.
+#   make setup            create .venv/ with the stack
+#   make test             run the tests
+#   make bench            print the benchmarks (ratios measured side by side)
+#   make TASK=SCR predict run a whole experiment (see README.md)
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+include mk/setup.mk
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+test: $(STAMP)
+	$(BIN)/pytest -q tests
+
+bench: $(STAMP)
+	@for b in tests/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+.PHONY: help test bench

@@ -1,0 +1,4 @@
+"""Placeholder until issue 5 lands."""
+from .io import not_built
+
+main = not_built("sp-baseline", "issue 5")

@@ -1,0 +1,33 @@
+"""sp-dedup: merge consecutive duplicate units, as a stream.
+
+    printf 'a|1 1 2 2 2 3 1|yes\n' | sp-dedup      ->  a<TAB>1 2 3 1<TAB>yes
+"""
+import click
+
+from .io import Units, atomic_output, command, input_argument, output_option, read_units
+
+
+def dedup(record: Units) -> Units:
+    units, durations = [], []
+    weights = record.durations or [1] * len(record.units)
+    for unit, weight in zip(record.units, weights):
+        if units and units[-1] == unit:
+            durations[-1] += weight
+        else:
+            units.append(unit)
+            durations.append(weight)
+    return Units(record.id, units, record.label, durations, record.where)
+
+
+@command("Merge consecutive duplicate units of a units table (TSV or GSLM name|units|label).")
+@input_argument
+@output_option
+@click.option("--durations/--no-durations", default=False, show_default=True,
+              help="Write a 4th column with the run length of each kept unit.")
+def main(input, output, durations):
+    with atomic_output(output) as out:
+        for record in read_units(input):
+            merged = dedup(record)
+            if not durations:
+                merged.durations = None
+            out.write(merged.row() + "\n")

@@ -1,0 +1,312 @@
+"""The one shared I/O and error module of the sp-* tools.
+
+Every tool reads and writes id-keyed tables (README.md, "Formats"): plain
+text, one record a line, the utterance id in the first column.  This module
+owns what every tool needs and nothing else:
+
+- `open_input` / `atomic_output`: a path or `-` for stdin/stdout; a file
+  output is written to a temporary file and renamed into place only when the
+  tool succeeds, so `make` never sees a partial output as done;
+- readers for the shared formats (manifest, units table, LM data) that carry
+  the file name and line number of every record for error messages;
+- `BadInput` (one line `file:line: message`, exit 1) and `Skipper`, which
+  turns bad records into counted, reported skips under `--skip-bad`;
+- `command`, the click decorator every tool's `main` is built with.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import sys
+import tempfile
+from typing import Callable, Iterable, Iterator, TextIO
+
+import click
+
+SEP = "<s>"  # separator between units and label in fairseq LM lines
+
+
+# --------------------------------------------------------------------- errors
+class BadInput(click.ClickException):
+    """A problem with the input, reported as one line: `file:line: message`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def show(self, file=None):
+        click.echo(f"{_prog()}: error: {self.format_message()}", err=True)
+
+
+def _prog() -> str:
+    ctx = click.get_current_context(silent=True)
+    return ctx.info_name if ctx and ctx.info_name else os.path.basename(sys.argv[0])
+
+
+def log(message: str) -> None:
+    """Progress and diagnostics go to stderr; stdout carries only data."""
+    click.echo(f"{_prog()}: {message}", err=True)
+
+
+class Skipper:
+    """Raise on a bad record, or with `--skip-bad` count it, warn, and go on.
+
+    >>> skip = Skipper(skip_bad=True)
+    >>> with skip.guard():
+    ...     raise BadInput("empty audio", "train.tsv:3")
+    """
+
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.skipped = 0
+
+    @contextlib.contextmanager
+    def guard(self):
+        try:
+            yield
+        except BadInput as error:
+            if not self.skip_bad:
+                raise
+            self.skipped += 1
+            log(f"skipped: {error.format_message()}")
+
+    def report(self, what: str = "records") -> None:
+        if self.skip_bad:
+            log(f"skipped {self.skipped} bad {what}")
+
+
+class UniqueIds:
+    """Fails on the second record with an id already seen."""
+
+    def __init__(self):
+        self.seen: dict[str, str] = {}
+
+    def check(self, uid: str, where: str) -> None:
+        if uid in self.seen:
+            raise BadInput(f"duplicate id {uid!r} (first at {self.seen[uid]})", where)
+        self.seen[uid] = where
+
+
+# ------------------------------------------------------------------- streams
+def open_input(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as error:
+        raise BadInput(f"cannot read: {error.strerror}", path) from None
+
+
+def input_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "w") -> Iterator:
+    """Yield a writable file; `-` is stdout. A real file appears only on success."""
+    if path == "-":
+        if "b" in mode:
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+        else:
+            yield sys.stdout
+            sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it to `path` on success."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def lines(path: str) -> Iterator[tuple[str, str]]:
+    """Yield (`file:line`, text without newline) for each non-blank line."""
+    name = input_name(path)
+    f = open_input(path)
+    try:
+        for number, text in enumerate(f, 1):
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield f"{name}:{number}", text
+    finally:
+        if f is not sys.stdin:
+            f.close()
+
+
+# ------------------------------------------------------------------- records
+def normalize_label(label: str | None) -> str | None:
+    """Labels are whitespace-separated slot values; None means unlabelled."""
+    if label is None:
+        return None
+    label = " ".join(label.split())
+    return label or None
+
+
+@dataclasses.dataclass
+class Utterance:
+    """One row of the manifest: `id  path  offset  num_samples  label`."""
+
+    id: str
+    path: str
+    offset: int
+    num_samples: int
+    label: str | None
+    where: str = ""
+
+    def row(self) -> str:
+        return "\t".join([self.id, self.path, str(self.offset), str(self.num_samples), self.label or ""])
+
+
+@dataclasses.dataclass
+class Units:
+    """One row of the units table: `id  units  label  [durations]`."""
+
+    id: str
+    units: list[str]
+    label: str | None
+    durations: list[int] | None = None
+    where: str = ""
+
+    def row(self) -> str:
+        fields = [self.id, " ".join(self.units), self.label or ""]
+        if self.durations is not None:
+            fields.append(" ".join(map(str, self.durations)))
+        return "\t".join(fields)
+
+
+@dataclasses.dataclass
+class LMLine:
+    """One row of LM data: `id  u1 u2 ... <s> l1 l2 ...` (the fairseq text after the tab)."""
+
+    id: str
+    units: list[str]
+    label: list[str]
+    where: str = ""
+
+    def row(self) -> str:
+        return f"{self.id}\t{self.text()}"
+
+    def text(self) -> str:
+        return " ".join(self.units + [SEP] + self.label)
+
+
+def _check_units(units: list[str], where: str) -> list[str]:
+    for unit in units:
+        if not unit.isdigit():
+            raise BadInput(f"unit {unit!r} is not a non-negative integer", where)
+    return units
+
+
+def read_manifest(path: str) -> Iterator[Utterance]:
+    ids = UniqueIds()
+    for where, text in lines(path):
+        fields = text.split("\t")
+        if len(fields) != 5:
+            raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
+        uid, audio, offset, num_samples, label = fields
+        if not (offset.isdigit() and num_samples.isdigit()):
+            raise BadInput("offset and num_samples must be non-negative integers", where)
+        ids.check(uid, where)
+        yield Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
+
+
+def parse_units(text: str, where: str) -> Units:
+    """A units-table row, either TSV or GSLM's `name|units[|label]`."""
+    if "\t" in text:
+        fields = text.split("\t")
+        if not 2 <= len(fields) <= 4:
+            raise BadInput(f"expected 2 to 4 tab-separated columns (id units [label [durations]]), got {len(fields)}", where)
+    else:
+        fields = text.split("|")
+        if not 2 <= len(fields) <= 3:
+            raise BadInput(f"expected GSLM 'name|units[|label]', got {len(fields)} '|'-separated fields", where)
+    fields += [""] * (4 - len(fields))
+    uid, units, label, durations = fields
+    if not uid:
+        raise BadInput("empty id", where)
+    record = Units(uid, _check_units(units.split(), where), normalize_label(label), None, where)
+    if durations:
+        record.durations = [int(d) for d in _check_units(durations.split(), where)]
+        if len(record.durations) != len(record.units):
+            raise BadInput(f"{len(record.durations)} durations for {len(record.units)} units", where)
+    return record
+
+
+def read_units(path: str) -> Iterator[Units]:
+    ids = UniqueIds()
+    for where, text in lines(path):
+        record = parse_units(text, where)
+        ids.check(record.id, where)
+        yield record
+
+
+def read_lm(path: str) -> Iterator[LMLine]:
+    ids = UniqueIds()
+    for where, text in lines(path):
+        uid, tab, body = text.partition("\t")
+        if not tab:
+            raise BadInput(f"expected 'id<TAB>units {SEP} label'", where)
+        tokens = body.split()
+        if tokens.count(SEP) != 1:
+            raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
+        cut = tokens.index(SEP)
+        ids.check(uid, where)
+        yield LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+
+
+def write_rows(records: Iterable, out: TextIO) -> int:
+    count = 0
+    for record in records:
+        out.write(record.row() + "\n")
+        count += 1
+    return count
+
+
+# ----------------------------------------------------------------------- CLI
+def command(description: str) -> Callable:
+    """Build a tool's click command: `@command("one line")` over `def main(...)`."""
+
+    def wrap(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except BrokenPipeError:  # `sp-x | head` is fine
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                sys.exit(0)
+
+        return click.command(help=description, context_settings={"help_option_names": ["-h", "--help"]})(run)
+
+    return wrap
+
+
+input_argument = click.argument("input", default="-", metavar="[INPUT]")
+output_option = click.option("-o", "--output", default="-", show_default=True, help="Output file, - for stdout.")
+skip_bad_option = click.option("--skip-bad", is_flag=True, help="Skip bad records (counted and reported) instead of failing.")
+
+
+def not_built(tool: str, issue: str) -> Callable:
+    """Entry point of a tool that does not exist yet: `--help` says so, exit 2."""
+
+    def main():
+        click.echo(f"{tool}: not built yet ({issue})", err=True)
+        sys.exit(2)
+
+    return main

@@ -1,0 +1,4 @@
+"""Placeholder until issue 3 lands."""
+from .io import not_built
+
+main = not_built("sp-kmeans", "issue 3")

@@ -1,0 +1,4 @@
+"""Placeholder until issue 2 lands."""
+from .io import not_built
+
+main = not_built("sp-synth", "issue 2")
