@@ -1,0 +1,48 @@
+"""Audio at the edge: read with soundfile, mix to mono, resample with scipy.
+
+No tool assumes 16 kHz: `load` returns a segment at the rate the caller asks
+for, whatever the file's own rate and channel count.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .io import BadInput, Utterance
+
+
+def probe(path: str, where: str) -> sf._SoundFileInfo:
+    """soundfile's header info, or a one-line error for unreadable or empty audio."""
+    try:
+        info = sf.info(path)
+    except Exception as error:  # soundfile raises RuntimeError/LibsndfileError/OSError
+        raise BadInput(f"unreadable audio {path}: {str(error).splitlines()[0]}", where) from None
+    if info.frames == 0:
+        raise BadInput(f"empty audio {path}", where)
+    return info
+
+
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return wave
+    g = gcd(rate, target)
+    return resample_poly(wave, target // g, rate // g).astype(np.float32)
+
+
+def load(utt: Utterance, rate: int) -> np.ndarray:
+    """The utterance's segment as float32 mono at `rate` Hz."""
+    try:
+        with sf.SoundFile(utt.path) as f:
+            native = f.samplerate
+            f.seek(utt.offset)
+            wave = f.read(utt.num_samples, dtype="float32", always_2d=True)
+    except Exception as error:
+        raise BadInput(f"unreadable audio {utt.path}: {str(error).splitlines()[0]}", utt.where) from None
+    if wave.shape[0] == 0:
+        raise BadInput(f"empty audio {utt.path}", utt.where)
+    if wave.shape[0] < utt.num_samples:
+        raise BadInput(f"truncated audio {utt.path}: {wave.shape[0]} of {utt.num_samples} samples", utt.where)
+    return resample(wave.mean(axis=1), native, rate)
