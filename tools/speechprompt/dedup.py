@@ -4,7 +4,7 @@
 """
 import click
 
-from .io import Units, atomic_output, command, input_argument, output_option, read_units
+from .io import Skipper, Units, atomic_output, command, input_argument, output_option, read_units, skip_bad_option
 
 
 def dedup(record: Units) -> Units:
@@ -24,10 +24,13 @@ def dedup(record: Units) -> Units:
 @output_option
 @click.option("--durations/--no-durations", default=False, show_default=True,
               help="Write a 4th column with the run length of each kept unit.")
-def main(input, output, durations):
+@skip_bad_option
+def main(input, output, durations, skip_bad):
+    skipper = Skipper(skip_bad)
     with atomic_output(output) as out:
-        for record in read_units(input):
+        for record in read_units(input, skipper):
             merged = dedup(record)
             if not durations:
                 merged.durations = None
             out.write(merged.row() + "\n")
+    skipper.report("lines")

@@ -59,6 +59,8 @@ class Skipper:
     ...     raise BadInput("empty audio", "train.tsv:3")
     """
 
+    shown = 10  # the first few skips are logged one by one, the rest only counted
+
     def __init__(self, skip_bad: bool):
         self.skip_bad = skip_bad
         self.skipped = 0
@@ -71,7 +73,10 @@ class Skipper:
             if not self.skip_bad:
                 raise
             self.skipped += 1
-            log(f"skipped: {error.format_message()}")
+            if self.skipped <= self.shown:
+                log(f"skipped: {error.format_message()}")
+            elif self.skipped == self.shown + 1:
+                log("skipping more bad records; only the count is reported from here on")
 
     def report(self, what: str = "records") -> None:
         if self.skip_bad:
@@ -213,17 +218,14 @@ def _check_units(units: list[str], where: str) -> list[str]:
     return units
 
 
-def read_manifest(path: str) -> Iterator[Utterance]:
-    ids = UniqueIds()
-    for where, text in lines(path):
-        fields = text.split("\t")
-        if len(fields) != 5:
-            raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
-        uid, audio, offset, num_samples, label = fields
-        if not (offset.isdigit() and num_samples.isdigit()):
-            raise BadInput("offset and num_samples must be non-negative integers", where)
-        ids.check(uid, where)
-        yield Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
+def parse_manifest(text: str, where: str) -> Utterance:
+    fields = text.split("\t")
+    if len(fields) != 5:
+        raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
+    uid, audio, offset, num_samples, label = fields
+    if not (offset.isdigit() and num_samples.isdigit()):
+        raise BadInput("offset and num_samples must be non-negative integers", where)
+    return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
 
 
 def parse_units(text: str, where: str) -> Units:
@@ -248,26 +250,41 @@ def parse_units(text: str, where: str) -> Units:
     return record
 
 
-def read_units(path: str) -> Iterator[Units]:
-    ids = UniqueIds()
-    for where, text in lines(path):
-        record = parse_units(text, where)
-        ids.check(record.id, where)
-        yield record
+def parse_lm(text: str, where: str) -> LMLine:
+    uid, tab, body = text.partition("\t")
+    if not tab:
+        raise BadInput(f"expected 'id<TAB>units {SEP} label'", where)
+    tokens = body.split()
+    if tokens.count(SEP) != 1:
+        raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
+    cut = tokens.index(SEP)
+    return LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
 
 
-def read_lm(path: str) -> Iterator[LMLine]:
+def read_records(path: str, parse: Callable[[str, str], object], skipper: Skipper | None = None) -> Iterator:
+    """Parse each line of `path`; ids must be unique. With a skipper, bad lines are skipped."""
     ids = UniqueIds()
+    guard = skipper.guard if skipper else contextlib.nullcontext
     for where, text in lines(path):
-        uid, tab, body = text.partition("\t")
-        if not tab:
-            raise BadInput(f"expected 'id<TAB>units {SEP} label'", where)
-        tokens = body.split()
-        if tokens.count(SEP) != 1:
-            raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
-        cut = tokens.index(SEP)
-        ids.check(uid, where)
-        yield LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+        good = None
+        with guard():
+            record = parse(text, where)
+            ids.check(record.id, where)
+            good = record
+        if good is not None:
+            yield good
+
+
+def read_manifest(path: str, skipper: Skipper | None = None) -> Iterator[Utterance]:
+    return read_records(path, parse_manifest, skipper)
+
+
+def read_units(path: str, skipper: Skipper | None = None) -> Iterator[Units]:
+    return read_records(path, parse_units, skipper)
+
+
+def read_lm(path: str, skipper: Skipper | None = None) -> Iterator[LMLine]:
+    return read_records(path, parse_lm, skipper)
 
 
 def write_rows(records: Iterable, out: TextIO) -> int:

@@ -18,7 +18,7 @@ def main(input, output, no_label, skip_bad):
     skipper = Skipper(skip_bad)
     written = 0
     with atomic_output(output) as out:
-        for record in read_units(input):
+        for record in read_units(input, skipper):
             with skipper.guard():
                 if not record.units:
                     raise BadInput(f"utterance {record.id!r} has no units", record.where)
