@@ -8,15 +8,14 @@ from .io import Skipper, Units, atomic_output, command, input_argument, output_o
 
 
 def dedup(record: Units) -> Units:
-    units, durations = [], []
-    weights = record.durations or [1] * len(record.units)
-    for unit, weight in zip(record.units, weights):
-        if units and units[-1] == unit:
-            durations[-1] += weight
-        else:
-            units.append(unit)
-            durations.append(weight)
-    return Units(record.id, units, record.label, durations, record.where)
+    units = record.units
+    starts = [i for i in range(len(units)) if i == 0 or units[i] != units[i - 1]]
+    runs = list(zip(starts, starts[1:] + [len(units)]))
+    if record.durations:  # already merged once: run lengths add up
+        durations = [sum(record.durations[a:b]) for a, b in runs]
+    else:
+        durations = [b - a for a, b in runs]
+    return Units(record.id, [units[i] for i in starts], record.label, durations, record.where)
 
 
 @command("Merge consecutive duplicate units of a units table (TSV or GSLM name|units|label).")

@@ -212,9 +212,9 @@ class LMLine:
 
 
 def _check_units(units: list[str], where: str) -> list[str]:
-    for unit in units:
-        if not unit.isdigit():
-            raise BadInput(f"unit {unit!r} is not a non-negative integer", where)
+    if not "".join(units).isdigit() and units:  # one C-level check; find the culprit only on failure
+        bad = next(unit for unit in units if not unit.isdigit())
+        raise BadInput(f"unit {bad!r} is not a non-negative integer", where)
     return units
 
 

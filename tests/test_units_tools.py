@@ -1,0 +1,71 @@
+"""sp-dedup and sp-lmdata: the stream tools on units tables and LM data."""
+from conftest import sp, shell
+
+
+def test_dedup_merges_runs_and_keeps_id_and_label():
+    out = sp("dedup", input="a|1 1 2 2 2 3 1|yes\n").stdout
+    assert out == "a\t1 2 3 1\tyes\n"
+
+
+def test_dedup_durations_sum_over_runs_and_compose():
+    out = sp("dedup", "--durations", input="a\t5 5 5 7 5 5\tgo\n").stdout
+    assert out == "a\t5 7 5\tgo\t3 1 2\n"
+    # deduping again keeps the durations (runs are already merged)
+    assert sp("dedup", "--durations", input=out).stdout == out
+
+
+def test_tsv_and_gslm_inputs_agree_and_labels_stay_labels():
+    gslm = "u1|3 3 4|1 8 20\nu2|9|\n"
+    tsv = "u1\t3 3 4\t1 8 20\nu2\t9\t\n"
+    assert sp("dedup", input=gslm).stdout == sp("dedup", input=tsv).stdout == "u1\t3 4\t1 8 20\nu2\t9\t\n"
+    lm = sp("lmdata", "--skip-bad", input=gslm)
+    assert lm.stdout == "u1\t3 3 4 <s> 1 8 20\n"  # the unlabelled u2 is skipped, counted
+    assert "skipped 1 bad utterances" in lm.stderr
+
+
+def test_lmdata_no_label_writes_units_only():
+    assert sp("lmdata", "--no-label", input="a|1 2|yes\n").stdout == "a\t1 2\n"
+
+
+def test_bad_unit_names_file_and_line(tmp_path):
+    src = tmp_path / "units.txt"
+    src.write_text("a|1 2|yes\nb|1 x|no\n")
+    out = tmp_path / "out.tsv"
+    result = sp("dedup", src, "-o", out, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"sp-dedup: error: {src}:2: unit 'x' is not a non-negative integer"]
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]  # no partial output, no temp left
+
+
+def test_duplicate_ids_fail_or_skip_counted():
+    text = "a|1|yes\nb|2|no\na|1|yes\n"
+    failed = sp("lmdata", input=text, check=False)
+    assert failed.returncode == 1 and "<stdin>:3: duplicate id 'a' (first at <stdin>:1)" in failed.stderr
+    skipped = sp("dedup", "--skip-bad", input=text)
+    assert skipped.stdout == "a\t1\tyes\nb\t2\tno\n"
+    assert "skipped 1 bad lines" in skipped.stderr
+
+
+def test_missing_separator_in_lm_data_is_reported():
+    from speechprompt.io import BadInput, parse_lm
+    import pytest
+    with pytest.raises(BadInput, match="f:7: expected exactly one <s>"):
+        parse_lm("a\t1 2 3 yes", "f:7")
+
+
+def test_shared_units_through_dedup_and_lmdata(shared_units):
+    result = shell(f"sp-dedup {shared_units}/test.txt | sp-lmdata")
+    assert result.returncode == 0, result.stderr
+    source = (shared_units / "test.txt").read_text().splitlines()
+    out = result.stdout.splitlines()
+    assert len(out) == len(source)
+    for src, line in zip(source, out):
+        name, units, label = src.split("|")
+        uid, text = line.split("\t")
+        kept, _, lab = text.partition(" <s> ")
+        assert uid == name and lab == label
+        kept = kept.split()
+        assert all(a != b for a, b in zip(kept, kept[1:]))
+        # dedup keeps exactly the first unit of every run
+        runs = [u for i, u in enumerate(units.split()) if i == 0 or units.split()[i - 1] != u]
+        assert kept == runs
