@@ -8,7 +8,13 @@ SHELL := bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
+TASK ?= SCR
 include mk/setup.mk
+# The experiment (per-task settings, then the generic stages) is read only for experiment goals.
+ifneq ($(filter-out setup test bench help,$(MAKECMDGOALS)),)
+include tasks/$(TASK).mk
+include mk/experiment.mk
+endif
 
 help:
 	@sed -n 's/^#   //p' Makefile

@@ -1,0 +1,8 @@
+# IC: intent classification, Fluent Speech Commands. A label is three slot
+# values, `action object location`, scored as exact match (plus per slot).
+# Data and settings only; the rules are in mk/experiment.mk.
+DATASET := fluent_speech_commands
+SYNTH_CORPUS :=
+VERBALIZER ?= freq
+PROMPT_LEN ?= 5
+EPOCHS ?= 30
