@@ -1,0 +1,112 @@
+"""Dataset adapters of sp-manifest, chosen by name from a registry.
+
+An adapter turns a dataset directory into `Item`s (split, id, audio path,
+label, and optionally a segment of the file).  Adding a dataset is one small
+module in this package with one registered function:
+
+    from . import Context, Item, register
+
+    @register("my_dataset")
+    def my_dataset(root: Path, ctx: Context) -> Iterator[Item]:
+        for path in sorted(root.glob("*/*.wav")):
+            yield Item("train", f"{path.parent.name}/{path.stem}", path, path.parent.name)
+
+sp-manifest probes every item's audio, checks rate and channels, ids and
+segments, sorts by id and writes one manifest per split; adapters only list.
+Every module of this package is imported on start, so registering is enough.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..io import BadInput
+
+SPLITS = ("train", "valid", "test")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclasses.dataclass
+class Item:
+    split: str  # train | valid | test
+    id: str
+    path: Path
+    label: str | None
+    offset: int = 0
+    num_samples: int | None = None  # None: the whole file
+    where: str | None = None  # `file:line` of the record that listed it, if any
+
+
+@dataclasses.dataclass
+class Context:
+    """Options from the command line, and the probe sp-manifest checks audio with."""
+
+    probe: Callable  # probe(path, where) -> soundfile info, or None when skipped (--skip-bad)
+    test_dir: Path | None = None
+    path_column: str = "path"
+    label_columns: tuple[str, ...] = ("label",)
+    id_column: str | None = None
+    split_column: str | None = None
+    valid_percent: float = 10.0
+    test_percent: float = 10.0
+
+
+Adapter = Callable[[Path, Context], Iterator[Item]]
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(name: str) -> Callable[[Adapter], Adapter]:
+    def add(function: Adapter) -> Adapter:
+        ADAPTERS[name] = function
+        return function
+
+    return add
+
+
+# ------------------------------------------------------------ shared helpers
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the Speech Commands README
+
+
+def which_set(name: str, valid_percent: float = 10.0, test_percent: float = 10.0) -> str:
+    """Google's Speech Commands split rule: a stable hash of the speaker part of a name.
+
+    `name` is a file name like `0a7c2a8d_nohash_0.wav` (the part before `_nohash_`
+    is hashed, so all of a speaker's files land in one split) or a bare speaker id.
+    """
+    base = re.sub(r"_nohash_.*$", "", Path(name).name)
+    hashed = int(hashlib.sha1(base.encode("utf-8")).hexdigest(), 16)
+    percentage = (hashed % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage < valid_percent:
+        return "valid"
+    if percentage < valid_percent + test_percent:
+        return "test"
+    return "train"
+
+
+def slot(value: str) -> str:
+    """One label slot: inner whitespace becomes `_` (`change language` -> `change_language`)."""
+    return "_".join(value.split())
+
+
+def audio_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+
+
+def subdirectories(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def require_dir(path: Path, what: str = "dataset directory") -> Path:
+    if not path.is_dir():
+        raise BadInput(f"{what} not found: {path}")
+    return path
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
