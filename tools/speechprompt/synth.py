@@ -36,7 +36,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-from scipy.signal import firwin, resample_poly
 from tqdm import tqdm
 
 from . import espeak
@@ -117,10 +116,14 @@ def draw_speakers(n: int, seed: int, valid_percent: float, test_percent: float) 
 @functools.lru_cache
 def lowpass(up: int, down: int) -> np.ndarray:
     """resample_poly's default anti-alias filter, designed once instead of per call."""
+    from scipy.signal import firwin  # scipy.signal takes seconds to import: only when synthesising
+
     return firwin(2 * 10 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
 
 
 def resample(x: np.ndarray, rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
     g = math.gcd(rate, RATE)
     return resample_poly(x, RATE // g, rate // g, window=lowpass(RATE // g, rate // g))
 

@@ -56,6 +56,7 @@ def read_table(table: Path, base: Path, ctx: Context, split: str | None, path_co
             relative = row[path_at].strip()
             if not relative:
                 raise BadInput(f"empty {path_column!r}", where)
+            relative = os.path.normpath(relative)
             path = Path(os.path.normpath(base / relative))
             if id_at is not None:
                 uid = row[id_at].strip()
