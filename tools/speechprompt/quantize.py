@@ -1,4 +1,70 @@
-"""Placeholder until issue 3 lands."""
-from .io import not_built
+"""sp-quantize: speech to units, a manifest in, the units table out (one unit per encoder frame).
 
-main = not_built("sp-quantize", "issue 3")
+    sp-quantize test.tsv --kmeans km.bin -o test.units                    # logmel
+    sp-quantize test.tsv --kmeans km.bin --encoder hubert --checkpoint hubert_base_ls960.pt --layer 6
+    sp-quantize train.tsv --kmeans km.bin --shard 0 --num-shards 4 -o train.0.units   # cat the shards
+
+Units are not merged (sp-dedup does it), as in fairseq's quantize_with_kmeans.
+Output streams: each batch is written as soon as it is done, in manifest order.
+"""
+from __future__ import annotations
+
+import click
+import torch
+from tqdm import tqdm
+
+from .encoders import device_from_name, encode, encoder_from_options, encoder_options
+from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
+                 read_manifest, skip_bad_option)
+from .kmeans import Quantizer, load_centroids
+
+
+def shard(items: list, index: int, count: int) -> list:
+    """The `index`-th of `count` contiguous, near-equal slices: concatenated in order, the shards are `items`."""
+    return items[len(items) * index // count: len(items) * (index + 1) // count]
+
+
+@command("Turn a manifest's audio into units: an encoder's frames, each mapped to its nearest k-means centre.")
+@input_argument
+@output_option
+@click.option("--kmeans", "kmeans_path", required=True, type=click.Path(dir_okay=False),
+              help="k-means model (joblib, e.g. GSLM's km.bin or sp-kmeans output).")
+@encoder_options
+@click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per batch, counting padding.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Utterances per batch (instead of --batch-seconds).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--shard", "shard_index", default=0, show_default=True, help="Which shard to do (0-based).")
+@click.option("--num-shards", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Split the manifest in this many contiguous shards.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
+@click.option("--seed", default=0, show_default=True)
+@skip_bad_option
+def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads, seed,
+         skip_bad, **options):
+    if not 0 <= shard_index < num_shards:
+        raise click.UsageError(f"--shard {shard_index} is not in 0..{num_shards - 1}")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    device = device_from_name(device)
+    encoder = encoder_from_options(options, device)
+    quantizer = Quantizer(load_centroids(kmeans_path), device)
+    if quantizer.dim != encoder.dim:
+        raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
+                       "features (fit with the same encoder)", kmeans_path)
+    skipper = Skipper(skip_bad)
+    utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)
+    written = 0
+    with atomic_output(output) as out:
+        bar = tqdm(total=len(utterances), desc="sp-quantize", unit="utt", disable=None)
+        with torch.inference_mode():
+            for utt, feats in encode(utterances, encoder, skipper, batch_seconds, batch_size):
+                bar.update()
+                if feats is None:
+                    continue
+                units = quantizer(feats).tolist()
+                out.write(Units(utt.id, [str(u) for u in units], utt.label).row() + "\n")
+                written += 1
+        bar.close()
+    skipper.report("utterances")
+    log(f"wrote {written} of {len(utterances)} utterances")
