@@ -51,7 +51,7 @@ $(error TASK=$(TASK) has no offline corpus: give DATA=<dataset dir> or UNITS=<un
 endif
 CORPUS := $(EXP)/corpus
 $(CORPUS)/testing_list.txt: $(T)/synth.py $(call var,SEED SYNTH_SPEAKERS) | $(STAMP)
-	$(SP)synth --seed $(SEED) --speakers $(SYNTH_SPEAKERS) --out-dir $(CORPUS)
+	$(SP)synth --seed $(SEED) --speakers $(SYNTH_SPEAKERS) --force $(CORPUS)
 else
 CORPUS := $(DATA)
 endif
