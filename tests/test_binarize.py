@@ -3,7 +3,10 @@ import filecmp
 
 import numpy as np
 
+from click.testing import CliRunner
+
 from conftest import shell, sp
+from speechprompt import binarize
 
 GSLM_DICT = "".join(f"{i} 1\n" for i in range(100))
 
@@ -42,10 +45,13 @@ def test_same_bytes_as_fairseq_preprocess(tmp_path):
 
 def test_generated_dictionary_and_errors(tmp_path):
     rows = ["a\t3 1 <s> 5", "b\t2 7 7"]
-    sp("binarize", "--out", tmp_path / "bin", "train=-", input="\n".join(rows) + "\n")
+    runner = CliRunner()  # in-process: fairseq is imported once
+    made = runner.invoke(binarize.main, ["--out", str(tmp_path / "bin"), "train=-"], input="\n".join(rows) + "\n")
+    assert made.exit_code == 0, made.output
     assert (tmp_path / "bin" / "dict.txt").read_text() == "".join(f"{i} 1\n" for i in range(8))
     assert read_bin(tmp_path / "bin" / "train") == [[7, 5, 0, 9, 2], [6, 11, 11, 2]]
-    sp("binarize", "--units", "100", "--out", tmp_path / "bin", "valid=-", input=rows[1] + "\n")
+    made = runner.invoke(binarize.main, ["--units", "100", "--out", str(tmp_path / "bin"), "valid=-"], input=rows[1])
+    assert made.exit_code == 0, made.output
     assert (tmp_path / "bin" / "dict.txt").read_text() == GSLM_DICT
     assert not (tmp_path / "bin" / "train.bin").exists()  # DIR is replaced as a whole
     (tmp_path / "dict.txt").write_text("".join(f"{i} 1\n" for i in range(5)))

@@ -1,0 +1,56 @@
+"""sp-pretrain: a tiny unit LM on a slice of the shared units learns, and reloads."""
+import json
+import math
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import shell, sp
+from speechprompt import binarize
+
+
+def scalars(logdir, tag="loss"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return [event.value for event in events.Scalars(tag)]
+
+
+def test_tiny_ulm_learns_and_reloads(tmp_path, shared_units):
+    made = shell(f"""set -e
+        sp-dedup --skip-bad {shared_units}/train.txt 2>/dev/null | head -800 | sp-lmdata --no-label > train.u
+        sp-dedup --skip-bad {shared_units}/valid.txt 2>/dev/null | head -150 | sp-lmdata --no-label > valid.u
+        """, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    binarized = CliRunner().invoke(binarize.main, ["--units", "100", "--out", str(tmp_path / "bin"),
+                                                   f"train={tmp_path / 'train.u'}", f"valid={tmp_path / 'valid.u'}"])
+    assert binarized.exit_code == 0, binarized.output  # in-process: one fairseq import less
+    run = sp("pretrain", tmp_path / "bin", "--save-dir", tmp_path / "ulm", "--size", "tiny", "--max-epoch", 4,
+             "--max-tokens", 1024, "--warmup-updates", 10, "--threads", 1, "--seed", 3,
+             "--tensorboard-logdir", tmp_path / "tb")
+    assert run.stdout == ""  # fairseq's logs went to stderr
+    valid = scalars(tmp_path / "tb" / "valid")
+    assert len(valid) == 4 and valid[-1] < valid[0]  # one validation an epoch, and the loss went down
+    assert sorted(os.listdir(tmp_path / "ulm")) == ["checkpoint_best.pt", "dict.txt", "pretrain.json"]
+    summary = json.loads((tmp_path / "ulm" / "pretrain.json").read_text())
+    assert summary["valid_ppl"] < summary["unigram_valid_ppl"] < 100
+    assert summary["valid_ppl"] == pytest.approx(2 ** min(valid), rel=2e-3)  # fairseq's valid loss is in bits
+
+    from speechprompt.checkpoints import load_lm
+    from speechprompt.pretrain import lm_perplexity, read_split
+
+    model, dictionary = load_lm(str(tmp_path / "ulm" / "checkpoint_best.pt"))
+    assert len(dictionary) == 104 and sum(p.numel() for p in model.parameters()) == summary["parameters"]
+    ppl = lm_perplexity(model, dictionary, read_split(str(tmp_path / "bin"), "valid"), "cpu")
+    assert math.isclose(ppl, summary["valid_ppl"], rel_tol=1e-4)
+
+
+def test_half_precision_needs_a_gpu(tmp_path):
+    for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
+        (tmp_path / name).write_text("")
+    run = sp("pretrain", tmp_path, "--save-dir", tmp_path / "ulm", "--device", "cpu", "--precision", "bf16",
+             check=False)
+    assert run.returncode != 0 and "needs a GPU" in run.stderr
+    assert not (tmp_path / "ulm").exists()
