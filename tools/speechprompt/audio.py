@@ -9,7 +9,6 @@ from math import gcd
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .io import BadInput, Utterance
 
@@ -28,6 +27,8 @@ def probe(path: str, where: str) -> sf._SoundFileInfo:
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return wave
+    from scipy.signal import resample_poly  # a slow import, needed only off-rate
+
     g = gcd(rate, target)
     return resample_poly(wave, target // g, rate // g).astype(np.float32)
 
