@@ -4,10 +4,12 @@ Everything is tiny and built here: wavs written with numpy, a random HuBERT
 built with fairseq's own classes and saved as a fairseq checkpoint.
 """
 import dataclasses
+import logging
 import math
 import os
 import sys
 import types
+import warnings
 
 import joblib
 import numpy as np
@@ -33,6 +35,8 @@ def save_hubert(path, seed=0, normalize=False, extractor_mode="default", small=T
     from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
     from omegaconf import OmegaConf
 
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # fairseq logs the whole config at INFO
+    warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated", FutureWarning)
     task = HubertPretrainingConfig(data="/nonexistent", labels=["km"], label_rate=50.0, normalize=normalize)
     size = dict(encoder_layers=3, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
                 conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2", conv_pos=16,
@@ -346,11 +350,18 @@ def test_kmeans_of_another_dimension_is_refused(logmel_km, tmp_path):
     assert wrong.exit_code == 2 and "--layer does not apply to the logmel encoder" in wrong.stderr
 
 
-def test_logmel_end_to_end_as_a_pipeline(logmel_km, tmp_path):
-    km, manifest = logmel_km
-    result = shell(f"sp-quantize {manifest} --kmeans {km} | sp-dedup --durations")
+def test_logmel_end_to_end_on_a_tiny_sp_synth_corpus(tmp_path):
+    sp("synth", tmp_path / "corpus", "--speakers", 3, "--unknown-per-speaker", 1, "--noise-seconds", 10,
+       "--valid-percent", 34, "--test-percent", 34)
+    sp("manifest", "speech_commands", tmp_path / "corpus", "--out-dir", tmp_path)
+    km = tmp_path / "km.bin"
+    assert run(kmeans.main, tmp_path / "train.tsv", "-o", km, "-k", 16).exit_code == 0
+    result = shell(f"sp-quantize {tmp_path}/valid.tsv --kmeans {km} --threads 1 | sp-dedup --durations")
     assert result.returncode == 0, result.stderr
+    manifest = table((tmp_path / "valid.tsv").read_text())
     rows = table(result.stdout)
-    assert [r[0] for r in rows] == [f"clip/{i:02d}" for i in range(12)]
-    assert all(sum(map(int, r[3].split())) == 98 for r in rows)
-    assert all(set(r[1].split()) <= set(map(str, range(8))) for r in rows)
+    assert [r[0] for r in rows] == [m[0] for m in manifest] and len(rows) > 5
+    assert [r[2] for r in rows] == [m[4] for m in manifest]
+    assert all(sum(map(int, r[3].split())) == 1 + (int(m[3]) - 400) // 160 for r, m in zip(rows, manifest))
+    assert all(set(r[1].split()) <= set(map(str, range(16))) for r in rows)
+    assert len({r[1] for r in rows}) == len(rows)  # different words, different unit strings
