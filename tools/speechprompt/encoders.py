@@ -119,8 +119,8 @@ def load_hubert(path: str):
         with fairseq_globals(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # weight_norm's deprecation, inside fairseq
             models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path])
-    except FileNotFoundError:
-        raise BadInput("no such checkpoint", path) from None
+    except OSError as error:  # fairseq raises IOError("Model file not found") for a missing path
+        raise BadInput(f"cannot read checkpoint: {error}", path) from None
     except pickle.UnpicklingError as error:
         detail = next((ln.strip() for ln in str(error).splitlines() if "GLOBAL" in ln), str(error).splitlines()[0])
         raise BadInput(f"checkpoint refused by the weights-only allowlist: {detail}", path) from None

@@ -138,10 +138,10 @@ class Reservoir:
 @click.option("--percent", default=100.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
               help="Encode a seeded sample of this percentage of the utterances.")
 @click.option("--max-frames", default=250_000, show_default=True, help="Fit on at most this many frames (uniform sample).")
-@click.option("--batch-size", "km_batch", default=10_000, show_default=True, help="MiniBatchKMeans batch size.")
-@click.option("--max-iter", default=100, show_default=True)
+@click.option("--kmeans-batch", "km_batch", default=10_000, show_default=True, help="MiniBatchKMeans batch size.")
+@click.option("--max-iter", default=100, show_default=True, help="MiniBatchKMeans passes over the frames.")
 @click.option("--n-init", default=3, show_default=True, help="k-means++ restarts (GSLM used 20).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seeds the utterance and frame samples and k-means.")
 @click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per encoder batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--threads", type=int, help="CPU threads for torch and scikit-learn (default: theirs).")

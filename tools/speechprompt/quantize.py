@@ -37,7 +37,7 @@ def shard(items: list, index: int, count: int) -> list:
 @click.option("--num-shards", default=1, show_default=True, type=click.IntRange(min=1),
               help="Split the manifest in this many contiguous shards.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="torch seed (the encoders are deterministic anyway).")
 @skip_bad_option
 def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads, seed,
          skip_bad, **options):
