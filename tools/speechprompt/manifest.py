@@ -68,8 +68,9 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
     return Utterance(item.id, str(path), item.offset, num_samples, item.label, item.where or str(path))
 
 
-@command("List a dataset's audio per split as manifests: id, path, offset, num_samples, label.")
-@click.argument("dataset", type=click.Choice(sorted(ADAPTERS)))
+@command("List a dataset's audio per split as manifests: id, path, offset, num_samples, label. "
+         f"DATASET is one of: {', '.join(sorted(ADAPTERS))}.")
+@click.argument("dataset", type=click.Choice(sorted(ADAPTERS)), metavar="DATASET")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--out-dir", type=click.Path(path_type=Path), help="Write OUT_DIR/{train,valid,test}.tsv.")
 @click.option("--split", type=click.Choice(SPLITS), help="Write only this split, to -o.")

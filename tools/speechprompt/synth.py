@@ -189,7 +189,7 @@ def build(out: Path, speakers, seed: int, unknown_per_speaker: int, noise_second
               help="How many of the 20 non-command words each speaker says (the _unknown_ class).")
 @click.option("--noise-seconds", type=int, help="Length of each background-noise file [default: about "
               "one 1 s _silence_ segment per speaker, at least 10].")
-@click.option("--snr", nargs=2, type=float, default=(5.0, 30.0), show_default=True,
+@click.option("--snr", nargs=2, type=float, default=(10.0, 30.0), show_default=True,
               help="Range of the clips' signal-to-noise ratio, in dB.")
 @click.option("--valid-percent", default=10.0, show_default=True, help="Share of speakers in valid.")
 @click.option("--test-percent", default=10.0, show_default=True, help="Share of speakers in test.")
