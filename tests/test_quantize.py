@@ -167,6 +167,7 @@ def test_hubert_checkpoint_loads_through_the_allowlist_and_is_deterministic(tmp_
     encoder = encoders.build("hubert", torch.device("cpu"), checkpoint=str(ckpt), layer=2)
     assert (encoder.sample_rate, encoder.hop, encoder.dim, encoder.field, encoder.stride) == (16000, 50, 32, 400, 320)
     assert not encoder.pad_exact  # GroupNorm extractor: only equal lengths share a batch
+    assert sorted(encoder._groups([16000, 8000, 16000], None)) == [[0, 2], [1]]
     waves = [vowels()[:n] for n in (16000, 16000, 8000, 399)]
     first = encoder.features(waves)
     assert [len(f) for f in first] == [49, 49, 24, 1]
@@ -196,6 +197,8 @@ def test_hubert_chunks_keep_every_frame_and_survive_a_tail_shorter_than_the_kern
         parts = torch.cat([encoder.model.feature_extractor(c[None])[0].T for c in encoder._chunks(wave)])
     assert torch.allclose(whole, parts, atol=1e-5)
     # padded batches (with a padding_mask) give each wave its own frames
+    chunk_lengths = [3280, 3200, 1800]
+    assert any(len({chunk_lengths[j] for j in g}) > 1 for g in encoder._groups(chunk_lengths, 10 ** 4))
     for wave, batched in zip(waves, feats):
         assert torch.allclose(encoder.features([wave])[0], batched, atol=1e-4)
 

@@ -41,7 +41,8 @@ class Encoder:
     dim: int
     pad_exact: bool = True  # zero padding does not change the frames of a shorter wave in the batch
 
-    def features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+    def features(self, waves: list[np.ndarray], max_samples: int | None = None) -> list[torch.Tensor]:
+        """[T_i, dim] features of each wave; `max_samples` caps the padded samples of one model call."""
         raise NotImplementedError
 
 
@@ -82,7 +83,7 @@ class LogMel(Encoder):
         self.povey = ((0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.window - 1))) ** 0.85).float().to(device)
         self.banks = torch.from_numpy(kaldi_mel_banks(bins, self.n_fft, self.sample_rate)).to(device)
 
-    def features(self, waves):
+    def features(self, waves, max_samples=None):
         frames = [self._frames(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)) for w in waves]
         x = torch.cat(frames)  # all frames of the batch in one FFT and one matmul
         x = x - x.mean(dim=1, keepdim=True)
@@ -178,7 +179,7 @@ class Hubert(Encoder):
         pieces = [wave[s:s + self.chunk + overlap] for s in range(0, len(wave), self.chunk)]
         return [p for p in pieces if len(p) >= self.field]
 
-    def features(self, waves):
+    def features(self, waves, max_samples=None):
         chunks, owner = [], []
         for i, w in enumerate(waves):
             w = torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)
@@ -188,7 +189,7 @@ class Hubert(Encoder):
                 chunks.append(c)
                 owner.append(i)
         out = [None] * len(chunks)
-        for group in self._groups([len(c) for c in chunks]):
+        for group in self._groups([len(c) for c in chunks], max_samples):
             lengths = [len(chunks[j]) for j in group]
             longest = max(lengths)
             source = torch.stack([F.pad(chunks[j], (0, longest - len(chunks[j]))) for j in group])
@@ -208,13 +209,16 @@ class Hubert(Encoder):
             per_wave[i].append(out[j])
         return [torch.cat(parts) for parts in per_wave]
 
-    def _groups(self, lengths: list[int]) -> list[list[int]]:
+    def _groups(self, lengths: list[int], max_samples: int | None) -> list[list[int]]:
+        """Chunks that go through the model together: at most max_samples padded (two chunks by default)."""
+        max_samples = max(max_samples or 0, 2 * (self.chunk + self.field))
         if self.pad_exact:
-            return [list(range(len(lengths)))]
-        groups: dict[int, list[int]] = {}
+            return list(batches(lengths, max_samples, None))
+        same: dict[int, list[int]] = {}
         for j, n in enumerate(lengths):
-            groups.setdefault(n, []).append(j)
-        return list(groups.values())
+            same.setdefault(n, []).append(j)
+        return [[group[b] for b in batch] for group in same.values()
+                for batch in batches([lengths[j] for j in group], max_samples, None)]
 
 
 # ---------------------------------------------------------------------- build
@@ -308,7 +312,7 @@ def _encode_window(window, encoder, max_samples, batch_size):
     with torch.inference_mode():
         for batch in batches([len(window[i][1]) for i in good], max_samples, batch_size):
             items = [good[b] for b in batch]
-            for i, f in zip(items, encoder.features([window[i][1] for i in items])):
+            for i, f in zip(items, encoder.features([window[i][1] for i in items], max_samples)):
                 feats[i] = f
             while done < len(window) and (window[done][1] is None or done in feats):
                 yield window[done][0], feats.pop(done, None)  # in order, as soon as possible
