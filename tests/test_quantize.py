@@ -28,7 +28,8 @@ RATE = 16000
 
 
 # ----------------------------------------------------------------- helpers
-def save_hubert(path, seed=0, normalize=False, extractor_mode="default", small=True, extra_state=None):
+def save_hubert(path, seed=0, normalize=False, extractor_mode="default", small=True, extra_state=None,
+                task_state=True):
     """A random HuBERT saved the way fairseq saves one: cfg (omegaconf), model, task_state with Dictionary."""
     from fairseq.data.dictionary import Dictionary
     from fairseq.models.hubert.hubert import HubertConfig, HubertModel
@@ -51,8 +52,11 @@ def save_hubert(path, seed=0, normalize=False, extractor_mode="default", small=T
                             "task": {**dataclasses.asdict(task), "_name": "hubert_pretraining"}})
     history = [{"criterion_name": "hubert", "optimizer_name": "FairseqAdam", "lr_scheduler_state": {"best": 3.5},
                 "num_updates": 0}]
-    torch.save({"args": None, "cfg": cfg, "model": model.state_dict(), "task_state": {"dictionaries": [labels]},
-                "optimizer_history": history, "extra_state": extra_state or {"train_iterator": {"epoch": 1}}}, path)
+    state = {"args": None, "cfg": cfg, "model": model.state_dict(), "task_state": {"dictionaries": [labels]},
+             "optimizer_history": history, "extra_state": extra_state or {"train_iterator": {"epoch": 1}}}
+    if not task_state:
+        del state["task_state"]
+    torch.save(state, path)
     return model
 
 
@@ -218,6 +222,20 @@ def test_sp_quantize_with_a_hubert_checkpoint_and_a_joblib_kmeans(tmp_path):
     assert all(len(r[1].split()) == 49 and set(r[1].split()) <= set(map(str, range(4))) for r in rows)
     assert len({r[1] for r in rows}) > 1
     assert run(quantize.main, *args, "--batch-size", 1).stdout == first.stdout
+
+
+def test_a_checkpoint_without_task_state_loads_with_stand_in_label_dicts(tmp_path):
+    with_dicts, without = tmp_path / "with.pt", tmp_path / "without.pt"
+    save_hubert(with_dicts)
+    save_hubert(without, task_state=False)
+    from fairseq import checkpoint_utils
+    from speechprompt.checkpoints import fairseq_globals
+    with fairseq_globals(), pytest.raises(FileNotFoundError, match="dict.km.txt"):  # fairseq alone fails
+        checkpoint_utils.load_model_ensemble_and_task([str(without)])
+    wave = [vowels()[:8000]]
+    a = encoders.build("hubert", torch.device("cpu"), checkpoint=str(with_dicts), layer=2).features(wave)[0]
+    b = encoders.build("hubert", torch.device("cpu"), checkpoint=str(without), layer=2).features(wave)[0]
+    assert torch.equal(a, b)
 
 
 def test_a_checkpoint_with_a_class_off_the_allowlist_is_refused(tmp_path):

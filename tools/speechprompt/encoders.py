@@ -13,6 +13,7 @@ manifest through an encoder in batches, in manifest order.
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterable, Iterator
 
 import click
@@ -115,11 +116,19 @@ def load_hubert(path: str):
 
     from .checkpoints import fairseq_globals
 
-    logging.getLogger("fairseq").setLevel(logging.WARNING)  # its INFO lines print the whole config
-    try:
+    def load(overrides=None):
         with fairseq_globals(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # weight_norm's deprecation, inside fairseq
-            models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path])
+            return checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # its INFO lines print the whole config
+    try:
+        try:
+            models, _cfg, task = load()
+        except FileNotFoundError as error:
+            if not str(error.filename).endswith(".txt"):
+                raise
+            models, task = _without_label_dicts(path, load)
     except OSError as error:  # fairseq raises IOError("Model file not found") for a missing path
         raise BadInput(f"cannot read checkpoint: {error}", path) from None
     except pickle.UnpicklingError as error:
@@ -129,6 +138,29 @@ def load_hubert(path: str):
     if not hasattr(model, "extract_features") or not hasattr(model, "feature_extractor"):
         raise BadInput(f"not a HuBERT checkpoint (model {type(model).__name__})", path)
     return model.eval(), task.cfg
+
+
+def _without_label_dicts(path: str, load):
+    """A checkpoint without `task_state`: fairseq wants the pre-training label dicts from their old path.
+
+    Only their sizes matter (they shape `label_embs_concat`, unused here), so
+    stand-in `dict.<label>.txt` files of the right size are written.
+    """
+    import tempfile
+
+    from .checkpoints import load_checkpoint
+
+    state = load_checkpoint(path)
+    cfg = state["cfg"] if state.get("cfg") is not None else {"task": vars(state["args"])}
+    labels = list(cfg["task"]["labels"])
+    rows = state["model"]["label_embs_concat"].shape[0] if "label_embs_concat" in state["model"] else 4 * len(labels)
+    del state
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in labels:  # a Dictionary holds 4 special symbols besides these
+            with open(os.path.join(tmp, f"dict.{label}.txt"), "w") as f:
+                f.writelines(f"stand-in-{i} 1\n" for i in range(rows // len(labels) - 4))
+        models, _cfg, task = load({"data": tmp, "label_dir": tmp})
+    return models, task
 
 
 @register("hubert")
