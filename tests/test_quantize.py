@@ -257,6 +257,8 @@ def test_kmeans_file_is_a_joblib_minibatchkmeans(logmel_km):
 
     model = joblib.load(logmel_km[0])
     assert isinstance(model, MiniBatchKMeans) and model.cluster_centers_.shape == (8, 80)
+    assert model.speechprompt_encoder_ == {"encoder": "logmel", "bins": 80, "mean_norm": False}
+    assert np.array_equal(model.predict(model.cluster_centers_[::-1]), np.arange(8)[::-1])  # still a usable sklearn model
     assert np.array_equal(kmeans.load_centroids(logmel_km[0]), model.cluster_centers_.astype(np.float32))
 
 
@@ -369,6 +371,8 @@ def test_kmeans_of_another_dimension_is_refused(logmel_km, tmp_path):
     assert result.exit_code == 1 and "80-dim centres" in result.stderr and "32-dim" in result.stderr
     wrong = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--layer", "3"])
     assert wrong.exit_code == 2 and "--layer does not apply to the logmel encoder" in wrong.stderr
+    normed = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--mean-norm"])
+    assert normed.exit_code == 1 and "'mean_norm': False" in normed.stderr and "'mean_norm': True" in normed.stderr
 
 
 def test_logmel_end_to_end_on_a_tiny_sp_synth_corpus(tmp_path):

@@ -42,6 +42,10 @@ class Encoder:
     dim: int
     pad_exact: bool = True  # zero padding does not change the frames of a shorter wave in the batch
 
+    def spec(self) -> dict:
+        """What makes its features what they are (not where the files are): stored with a fitted k-means."""
+        return {"encoder": self.name}
+
     def features(self, waves: list[np.ndarray], max_samples: int | None = None) -> list[torch.Tensor]:
         """[T_i, dim] features of each wave; `max_samples` caps the padded samples of one model call."""
         raise NotImplementedError
@@ -83,6 +87,9 @@ class LogMel(Encoder):
         n = torch.arange(self.window, dtype=torch.float64)
         self.povey = ((0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.window - 1))) ** 0.85).float().to(device)
         self.banks = torch.from_numpy(kaldi_mel_banks(bins, self.n_fft, self.sample_rate)).to(device)
+
+    def spec(self):
+        return {"encoder": self.name, "bins": self.dim, "mean_norm": self.mean_norm}
 
     def features(self, waves, max_samples=None):
         frames = [self._frames(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)) for w in waves]
@@ -200,6 +207,9 @@ class Hubert(Encoder):
         self.dim = model.encoder.embedding_dim
         self.pad_exact = not any(isinstance(m, torch.nn.GroupNorm) for m in model.feature_extractor.modules())
         self.chunk = max(1, round(chunk_seconds * self.hop)) * self.stride
+
+    def spec(self):
+        return {"encoder": self.name, "layer": self.layer, "dim": self.dim, "normalize": self.normalize}
 
     def frames(self, length: int) -> int:
         return (max(length, self.field) - self.field) // self.stride + 1

@@ -67,7 +67,12 @@ def _state_load(path: str):
 
 
 def load_centroids(path: str) -> np.ndarray:
-    """The [K, D] cluster centres of a joblib k-means (GSLM's km.bin or ours), whatever sklearn pickled it.
+    return load_kmeans(path)[0]
+
+
+def load_kmeans(path: str) -> tuple[np.ndarray, dict | None]:
+    """The [K, D] cluster centres of a joblib k-means (GSLM's km.bin or ours), whatever sklearn pickled it,
+    and the encoder spec sp-kmeans stored with it (None for other k-means files).
 
     Only `cluster_centers_` is used. Version warnings are silenced; if the
     pickled sklearn class cannot be rebuilt (an old module path, a missing
@@ -87,7 +92,8 @@ def load_centroids(path: str) -> np.ndarray:
     centers = model.get("cluster_centers_") if isinstance(model, dict) else getattr(model, "cluster_centers_", None)
     if centers is None or np.ndim(centers) != 2:
         raise BadInput(f"not a k-means model (no 2-D cluster_centers_ in a {type(model).__name__})", path)
-    return np.asarray(centers, dtype=np.float32)
+    spec = getattr(model, "speechprompt_encoder_", None)  # set by sp-kmeans; absent from GSLM's km.bin
+    return np.asarray(centers, dtype=np.float32), spec if isinstance(spec, dict) else None
 
 
 class Quantizer:
@@ -175,5 +181,6 @@ def main(input, output, clusters, percent, max_frames, km_batch, max_iter, n_ini
                                 n_init=n_init, random_state=seed, compute_labels=False, max_no_improvement=100,
                                 reassignment_ratio=0.0, tol=0.0).fit(frames)
         log(f"inertia per frame {-model.score(frames) / len(frames):.4g}")
+    model.speechprompt_encoder_ = encoder.spec()  # an extra attribute: still a plain MiniBatchKMeans
     with atomic_path(output) as tmp:
         joblib.dump(model, tmp)

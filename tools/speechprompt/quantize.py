@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .encoders import device_from_name, encode, encoder_from_options, encoder_options
 from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
                  read_manifest, skip_bad_option)
-from .kmeans import Quantizer, load_centroids
+from .kmeans import Quantizer, load_kmeans
 
 
 def shard(items: list, index: int, count: int) -> list:
@@ -48,10 +48,13 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
     torch.manual_seed(seed)
     device = device_from_name(device)
     encoder = encoder_from_options(options, device)
-    quantizer = Quantizer(load_centroids(kmeans_path), device)
+    centers, fitted_on = load_kmeans(kmeans_path)
+    quantizer = Quantizer(centers, device)
     if quantizer.dim != encoder.dim:
         raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
                        "features (fit with the same encoder)", kmeans_path)
+    if fitted_on is not None and fitted_on != encoder.spec():
+        raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", kmeans_path)
     skipper = Skipper(skip_bad)
     utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)
     written = 0
