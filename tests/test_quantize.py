@@ -6,7 +6,6 @@ built with fairseq's own classes and saved as a fairseq checkpoint.
 import dataclasses
 import logging
 import math
-import os
 import sys
 import types
 import warnings
@@ -134,7 +133,8 @@ def numpy_fbank(x, rate=RATE, bins=80):
             for k in range(padded // 2):
                 m = mel(k * rate / padded)
                 if left < m < right:
-                    total += power[k] * ((m - left) / (center - left) if m <= center else (right - m) / (right - center))
+                    up, down = (m - left) / (center - left), (right - m) / (right - center)
+                    total += power[k] * (up if m <= center else down)
             energies.append(math.log(max(total, np.finfo(np.float32).eps)))
         out.append(energies)
     return np.array(out)
@@ -258,7 +258,7 @@ def test_kmeans_file_is_a_joblib_minibatchkmeans(logmel_km):
     model = joblib.load(logmel_km[0])
     assert isinstance(model, MiniBatchKMeans) and model.cluster_centers_.shape == (8, 80)
     assert model.speechprompt_encoder_ == {"encoder": "logmel", "bins": 80, "mean_norm": False}
-    assert np.array_equal(model.predict(model.cluster_centers_[::-1]), np.arange(8)[::-1])  # still a usable sklearn model
+    assert np.array_equal(model.predict(model.cluster_centers_[::-1]), np.arange(8)[::-1])  # a usable sklearn model
     assert np.array_equal(kmeans.load_centroids(logmel_km[0]), model.cluster_centers_.astype(np.float32))
 
 

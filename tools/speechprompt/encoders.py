@@ -202,7 +202,8 @@ class Hubert(Encoder):
         self.normalize = bool(task_cfg.normalize)
         convs = [block[0] for block in model.feature_extractor.conv_layers]
         self.stride = math.prod(c.stride[0] for c in convs)
-        self.field = 1 + sum((c.kernel_size[0] - 1) * math.prod(d.stride[0] for d in convs[:i]) for i, c in enumerate(convs))
+        self.field = 1 + sum((c.kernel_size[0] - 1) * math.prod(d.stride[0] for d in convs[:i])
+                             for i, c in enumerate(convs))  # receptive field of the conv stack, in samples
         self.hop = self.sample_rate / self.stride
         self.dim = model.encoder.embedding_dim
         self.pad_exact = not any(isinstance(m, torch.nn.GroupNorm) for m in model.feature_extractor.modules())
@@ -291,7 +292,8 @@ def encoder_options(function):
                      show_default=True, help="Speech encoder."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), help="hubert: fairseq HuBERT checkpoint (.pt)."),
         click.option("--layer", type=int, help="hubert: transformer layer, 1-based  [default: 6]"),
-        click.option("--chunk-seconds", type=float, help="hubert: cut longer audio into chunks this long  [default: 30]"),
+        click.option("--chunk-seconds", type=float,
+                     help="hubert: cut longer audio into chunks this long  [default: 30]"),
         click.option("--mean-norm", is_flag=True, help="logmel: subtract each utterance's mean feature."),
     ]
     for option in reversed(options):

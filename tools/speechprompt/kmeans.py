@@ -143,7 +143,8 @@ class Reservoir:
 @click.option("-k", "--clusters", default=100, show_default=True, help="Number of clusters K.")
 @click.option("--percent", default=100.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
               help="Encode a seeded sample of this percentage of the utterances.")
-@click.option("--max-frames", default=250_000, show_default=True, help="Fit on at most this many frames (uniform sample).")
+@click.option("--max-frames", default=250_000, show_default=True,
+              help="Fit on at most this many frames (uniform sample).")
 @click.option("--kmeans-batch", "km_batch", default=10_000, show_default=True, help="MiniBatchKMeans batch size.")
 @click.option("--max-iter", default=100, show_default=True, help="MiniBatchKMeans passes over the frames.")
 @click.option("--n-init", default=3, show_default=True, help="k-means++ restarts (GSLM used 20).")
@@ -164,8 +165,8 @@ def main(input, output, clusters, percent, max_frames, km_batch, max_iter, n_ini
     encoder = encoder_from_options(options, device_from_name(device))
     utterances = list(read_manifest(input, skipper))
     if percent < 100:
-        chosen = sorted(random.Random(seed).sample(range(len(utterances)), max(1, round(len(utterances) * percent / 100))))
-        utterances = [utterances[i] for i in chosen]
+        count = max(1, round(len(utterances) * percent / 100))
+        utterances = [utterances[i] for i in sorted(random.Random(seed).sample(range(len(utterances)), count))]
     reservoir = Reservoir(max_frames, seed)
     for _, feats in tqdm(encode(utterances, encoder, skipper, batch_seconds), total=len(utterances),
                          desc="sp-kmeans: encoding", unit="utt", disable=None):
