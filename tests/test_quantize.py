@@ -358,6 +358,7 @@ def test_shards_concatenate_to_the_whole_output(logmel_km, tmp_path):
     assert "".join((tmp_path / f"s{i}").read_text() for i in range(5)) == whole.stdout
     assert len(table((tmp_path / "s0").read_text())) == 2
     assert run(quantize.main, manifest, "--kmeans", km, "--batch-size", 5).stdout == whole.stdout
+    assert run(quantize.main, manifest, "--kmeans", km, "--batch-seconds", 0.5).stdout == whole.stdout  # 2 windows
     bad = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--shard", "5", "--num-shards", "5"])
     assert bad.exit_code == 2 and "--shard 5" in bad.stderr
 
