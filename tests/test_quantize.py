@@ -243,8 +243,9 @@ def test_a_checkpoint_with_a_class_off_the_allowlist_is_refused(tmp_path):
 
     ckpt = tmp_path / "hubert.pt"
     save_hubert(ckpt, extra_state={"odd": fractions.Fraction(1, 3)})
-    result = CliRunner().invoke(quantize.main, ["/dev/null", "--kmeans", "none.bin", "--encoder", "hubert",
-                                                "--checkpoint", str(ckpt)])
+    joblib.dump({"cluster_centers_": np.zeros((2, 32))}, tmp_path / "km.bin")
+    result = CliRunner().invoke(quantize.main, ["/dev/null", "--kmeans", str(tmp_path / "km.bin"),
+                                                "--encoder", "hubert", "--checkpoint", str(ckpt)])
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0
     assert f"{ckpt}: checkpoint refused by the weights-only allowlist" in result.stderr

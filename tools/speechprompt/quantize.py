@@ -46,17 +46,17 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    skipper = Skipper(skip_bad)
+    utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)  # cheap checks first
+    centers, fitted_on = load_kmeans(kmeans_path)
     device = device_from_name(device)
     encoder = encoder_from_options(options, device)
-    centers, fitted_on = load_kmeans(kmeans_path)
     quantizer = Quantizer(centers, device)
     if quantizer.dim != encoder.dim:
         raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
                        "features (fit with the same encoder)", kmeans_path)
     if fitted_on is not None and fitted_on != encoder.spec():
         raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", kmeans_path)
-    skipper = Skipper(skip_bad)
-    utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)
     written = 0
     with atomic_output(output) as out:
         bar = tqdm(total=len(utterances), desc="sp-quantize", unit="utt", disable=None)
