@@ -1,4 +1,164 @@
-"""Placeholder until issue 5 lands."""
-from .io import not_built
+"""sp-sample: decode the label after `<s>` for every sentence of a data-bin split, batched.
 
-main = not_built("sp-sample", "issue 5")
+    sp-sample data-bin/ --prompt exp/prompt.pt --verbalizer verbalizer.json -o test.jsonl
+
+Decoding chooses among the candidate labels: the distinct labels of the train
+split, which sp-train stores in the prompt checkpoint. So a prediction is always
+a label the task has, and every candidate gets a probability (the `scores`,
+from which sp-score computes EER).
+
+- Single-token labels (all candidates one token): one forward pass over
+  `</s> units <s>`; the logits at `<s>`, restricted to the candidates' tokens
+  (or the linear verbalizer's classes), give the scores.
+- Multi-token labels (multi-slot tasks): the units run once, keeping each
+  layer's keys and values (the KV cache); then all candidates run together
+  on that cache, and a candidate's score is the sum of its tokens' log
+  probabilities (and end of sequence). Scoring the known candidates instead
+  of greedy decoding costs one extra short pass and cannot produce a label
+  the task does not have.
+
+Output, one JSON object a line, in the order of `DIR/SPLIT.id`:
+`{"id", "units", "label" (truth, null if unlabelled), "prediction", "score", "scores"}`.
+"""
+import json
+
+import click
+import torch
+
+from .checkpoints import file_hash, load_checkpoint, pick_device
+from .io import BadInput, Skipper, atomic_output, command, log, output_option, skip_bad_option
+
+
+def load_prompt(path: str, device, base: str | None = None):
+    """The PromptLM of a prompt checkpoint: its base LM (checked by sha256) and trained tensors."""
+    from .prompting.plugin import SpeechPromptConfig, build_prompt_lm
+
+    ckpt = load_checkpoint(path)
+    base = base or ckpt["base"]["path"]
+    if file_hash(base) != ckpt["base"]["sha256"]:
+        raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", path)
+    c = ckpt["config"]
+    cfg = SpeechPromptConfig(base=base, base_dict=ckpt["base"]["dict"] or "", prompt_length=c["prompt_length"],
+                             shallow=not c["deep"], no_input_prompt=not c["input_prompt"],
+                             no_separator=not c["separator"], num_classes=c["num_classes"], finetune=c["finetune"])
+    model = build_prompt_lm(cfg, device)
+    missing = set(ckpt["prompt"]) - set(model.state_dict())
+    if missing:
+        raise BadInput(f"checkpoint tensors the model does not have: {sorted(missing)[:3]}", path)
+    model.load_state_dict(ckpt["prompt"], strict=False)
+    return model.eval(), ckpt
+
+
+class Decoder:
+    """Candidate scoring over a PromptLM; `score(prefixes)` -> log-probabilities, B x candidates."""
+
+    def __init__(self, model, dictionary, labels: list[str]):
+        self.model, self.dict = model, dictionary
+        device = model.token_class.device
+        rows = [label.split() for label in labels]
+        self.linear = model.verbalizer is not None
+        self.one_pass = all(len(r) == 1 for r in rows)
+        # inputs: the candidate's tokens; targets: its tokens (+ </s>), or its classes for the linear verbalizer
+        inputs = [[dictionary.index(t) for t in r] for r in rows]
+        targets = [[int(t) for t in r] if self.linear else ids + [dictionary.eos()] for r, ids in zip(rows, inputs)]
+        width = max(map(len, targets))
+        self.targets = torch.tensor([t + [-1] * (width - len(t)) for t in targets], device=device)
+        self.inputs = torch.tensor([i + [dictionary.pad()] * (width - len(i)) for i in inputs], device=device)
+
+    def score(self, prefix: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        B, C = prefix.shape[0], self.targets.shape[0]
+        x, cache = m.features(prefix)
+        first = m.logits(x[torch.arange(B), lengths - 1]).float().log_softmax(-1)  # at <s>
+        scores = first[:, self.targets[:, 0]]
+        if self.one_pass:
+            return scores
+        n_in = 0 if m.input_prompt is None else m.input_prompt.shape[0]
+        valid = torch.cat([lengths.new_ones(B, n_in, dtype=torch.bool),
+                           torch.arange(prefix.shape[1], device=prefix.device) < lengths[:, None]], 1)
+        past = [(k.repeat_interleave(C, 0), v.repeat_interleave(C, 0)) for k, v in cache]
+        steps = self.inputs[:, :self.targets.shape[1] - 1].repeat(B, 1)
+        y, _ = m.features(steps, past, valid.repeat_interleave(C, 0), lengths.repeat_interleave(C))
+        logp = m.logits(y).float().log_softmax(-1)  # (B*C) x (W-1) x V
+        nxt = self.targets[:, 1:].repeat(B, 1)
+        more = logp.gather(-1, nxt.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(nxt < 0, 0)
+        return scores + more.sum(-1).view(B, C)
+
+
+@command("Decode the label after <s> for each sentence of a data-bin split; write predictions JSONL keyed by id.")
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--prompt", "prompt_path", required=True, type=click.Path(exists=True, dir_okay=False), help="From sp-train.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False), help="Map tokens back to label values.")
+@click.option("--base", type=click.Path(exists=True, dir_okay=False), help="The base LM, if it moved [default: as recorded].")
+@output_option
+@click.option("--batch-size", default=64, show_default=True, help="Sentences per forward pass.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Half precision only on a GPU.")
+@skip_bad_option
+def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, precision, skip_bad):
+    from .prompting.plugin import read_split
+
+    try:
+        device = pick_device(device)
+    except RuntimeError as error:
+        raise click.UsageError(str(error))
+    if precision != "fp32" and device.type != "cuda":
+        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
+    model, ckpt = load_prompt(prompt_path, device, base)
+    if precision != "fp32":
+        model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    dictionary = _dictionary(ckpt)
+    vb = None
+    if verbalizer:
+        from .verbalize import load_verbalizer
+        vb = load_verbalizer(verbalizer)
+    to_label = (lambda tokens: vb.decode(tokens, default="<unk>")) if vb else " ".join
+    candidates = ckpt["labels"]
+    if not candidates:
+        raise BadInput("the prompt checkpoint lists no train labels", prompt_path)
+    decoder = Decoder(model, dictionary, candidates)
+    names = [to_label(c.split()) for c in candidates]
+    try:
+        sentences, ids = read_split(data, split, dictionary)
+    except (OSError, ValueError) as error:
+        raise BadInput(str(error), data)
+    skipper, items = Skipper(skip_bad), []
+    for i, seq in enumerate(sentences):
+        with skipper.guard():
+            sep = (seq == dictionary.bos()).nonzero()
+            if len(sep) != 1:
+                raise BadInput(f"expected one <s> in 'units <s> label', found {len(sep)}", f"{data}/{split}:{i + 1} ({ids[i]})")
+            cut = int(sep[0, 0])
+            items.append((i, torch.cat([seq.new_tensor([dictionary.eos()]), seq[:cut + 1]]), seq[cut + 1:-1]))
+    per_batch = batch_size if decoder.one_pass else max(1, batch_size // len(candidates))
+    order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
+    results = {}
+    with torch.inference_mode():
+        for start in range(0, len(order), per_batch):
+            batch = [items[j] for j in order[start:start + per_batch]]
+            lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
+            prefix = torch.full((len(batch), int(lengths.max())), dictionary.pad(), device=device)
+            for row, (_, p, _) in enumerate(batch):
+                prefix[row, :len(p)] = p
+            probs = decoder.score(prefix, lengths).softmax(-1).cpu()
+            for row, (i, p, gold) in enumerate(batch):
+                best = int(probs[row].argmax())
+                results[i] = {"id": ids[i], "units": dictionary.string(p[1:-1]),
+                              "label": to_label(dictionary.string(gold).split()) if len(gold) else None,
+                              "prediction": names[best], "score": round(float(probs[row, best]), 6),
+                              "scores": {n: round(float(s), 6) for n, s in zip(names, probs[row])}}
+    with atomic_output(output) as out:
+        for i in sorted(results):
+            out.write(json.dumps(results[i], ensure_ascii=False) + "\n")
+    skipper.report("sentences")
+    log(f"decoded {len(results)} sentences ({'one pass' if decoder.one_pass else 'candidate scoring with a KV cache'}, "
+        f"{len(candidates)} candidates)")
+
+
+def _dictionary(ckpt):
+    from fairseq.data import Dictionary
+    from .prompting.plugin import lm_dict_path
+
+    return Dictionary.load(lm_dict_path(ckpt["base"]["path"], ckpt["base"]["dict"]))

@@ -1,4 +1,125 @@
-"""Placeholder until issue 5 lands."""
-from .io import not_built
+"""sp-score: score predictions JSONL (sp-sample, sp-baseline) and write metrics.json.
 
-main = not_built("sp-score", "issue 5")
+    sp-score test.jsonl -o metrics.json --confusion confusion.png [--reference test.units]
+
+Metrics: `accuracy` (exact match of the whole label), `macro_f1` over labels,
+for multi-slot labels `slot_accuracy` (one per slot), for two-class tasks `eer`
+from the predictions' `scores`, and the confusion matrix. The truth is each
+record's `label`, or with `--reference` the label of a units table joined by
+id: a reference id without a prediction counts as wrong (`missing`).
+"""
+import json
+
+import click
+import numpy as np
+
+from .io import BadInput, Skipper, UniqueIds, atomic_output, atomic_path, command, input_argument, lines, log, output_option, read_units, skip_bad_option
+
+
+def read_predictions(path: str, skipper: Skipper) -> dict:
+    ids, records = UniqueIds(), {}
+    for where, text in lines(path):
+        with skipper.guard():
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise BadInput(f"not JSON: {error.msg}", where) from None
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
+                raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
+            ids.check(record["id"], where)
+            records[record["id"]] = record
+    return records
+
+
+def eer(truth: list[bool], scores: list[float]) -> float:
+    """Equal error rate: where false acceptances and false rejections are equally frequent."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.array(truth, dtype=int), np.array(scores, dtype=float))
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None = None) -> dict:
+    """`pairs`: (truth, prediction or None); `scores`: per record {label: score}, for EER."""
+    from sklearn.metrics import f1_score
+
+    truth = [t for t, _ in pairs]
+    pred = [p if p is not None else "<missing>" for _, p in pairs]
+    labels = sorted(set(truth))
+    result = {"n": len(pairs), "accuracy": float(np.mean([t == p for t, p in zip(truth, pred)])) if pairs else 0.0,
+              "macro_f1": float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)) if pairs else 0.0}
+    slots = max((len(t.split()) for t in truth), default=1)
+    if slots > 1:
+        result["slot_accuracy"] = [float(np.mean([(t.split() + [None] * slots)[s] == (p.split() + [None] * slots)[s]
+                                                  for t, p in zip(truth, pred)])) for s in range(slots)]
+    if len(labels) == 2 and scores and all(s and positive in s for s in scores):
+        result["eer"] = eer([t == positive for t in truth], [s[positive] for s in scores])
+        result["eer_positive"] = positive
+    index = {label: i for i, label in enumerate(labels)}
+    columns = labels + sorted(set(pred) - set(labels))
+    matrix = np.zeros((len(labels), len(columns)), dtype=int)
+    for t, p in zip(truth, pred):
+        matrix[index[t], columns.index(p)] += 1
+    result["confusion"] = {"truth": labels, "prediction": columns, "counts": matrix.tolist()}
+    return result
+
+
+def plot_confusion(confusion: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.array(confusion["counts"])
+    size = 2 + 0.45 * max(counts.shape)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(counts.shape[1]), confusion["prediction"], rotation=90)
+    ax.set_yticks(range(counts.shape[0]), confusion["truth"])
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("truth")
+    for (i, j), n in np.ndenumerate(counts):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if n > counts.max() / 2 else "black")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+@command("Score predictions JSONL: accuracy (exact match), per-slot accuracy, macro-F1, EER; write metrics JSON.")
+@input_argument
+@output_option
+@click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix to this PNG.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False),
+              help="Units table (TSV or GSLM) with the true labels, joined by id.")
+@click.option("--positive", help="Positive class for EER in a two-class task [default: the second label in sorted order].")
+@skip_bad_option
+def main(input, output, confusion, reference, positive, skip_bad):
+    skipper = Skipper(skip_bad)
+    records = read_predictions(input, skipper)
+    if reference:
+        truth = {r.id: r.label for r in read_units(reference, skipper) if r.label is not None}
+    else:
+        truth = {uid: r["label"] for uid, r in records.items() if r.get("label") is not None}
+    skipper.report("records")
+    if not truth:
+        raise BadInput("no labelled records to score", reference or input)
+    ids = list(truth)
+    pairs = [(truth[uid], records[uid]["prediction"] if uid in records else None) for uid in ids]
+    labels = sorted(set(truth.values()))
+    positive = positive or (labels[1] if len(labels) == 2 else None)
+    result = metrics(pairs, [records.get(uid, {}).get("scores") for uid in ids], positive)
+    result["missing"] = sum(uid not in records for uid in ids)
+    result["unscored"] = sum(uid not in truth for uid in records)
+    with atomic_output(output) as out:
+        json.dump(result, out, indent=1)
+        out.write("\n")
+    if confusion:
+        plot_confusion(result["confusion"], confusion)
+    extra = "".join(f", {k} {result[k]:.4f}" for k in ("eer",) if k in result)
+    slots = f", slots {' '.join(f'{a:.4f}' for a in result['slot_accuracy'])}" if "slot_accuracy" in result else ""
+    log(f"{result['n']} scored: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}{extra}{slots}"
+        f"; {result['missing']} missing, {result['unscored']} without truth")

@@ -1,4 +1,117 @@
-"""Placeholder until issue 5 lands."""
-from .io import not_built
+"""sp-train: prompt-tune a frozen unit LM on a data-bin (SpeechPrompt v2), with fairseq's trainer.
 
-main = not_built("sp-train", "issue 5")
+    sp-train data-bin/ --base ulm/checkpoint_best.pt -o exp/prompt.pt
+
+Runs fairseq training in this process with the plugin in `speechprompt.prompting`
+(task `speech_prompt`, model `prompt_lm`, criterion `label_ce`); fairseq's
+checkpoints go to `--work-dir`. The output checkpoint holds only the trained
+tensors (the prompts; everything with `--finetune`), the base's path and
+sha256, the hyper-parameters and the candidate labels seen in train.
+"""
+import logging
+import os
+import sys
+
+import click
+import torch
+
+from .checkpoints import fairseq_globals, file_hash, load_checkpoint, pick_device
+from .io import BadInput, atomic_path, command, log
+
+
+def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
+    """The distinct label token sequences of the train split, as text (decoding candidates)."""
+    from fairseq.data import Dictionary
+    from .prompting.plugin import lm_dict_path, read_split
+
+    dictionary = Dictionary.load(lm_dict_path(base, base_dict))
+    sentences, _ = read_split(data, "train", dictionary)
+    labels = set()
+    for seq in sentences:
+        sep = (seq == dictionary.bos()).nonzero()
+        if len(sep) == 1:
+            labels.add(dictionary.string(seq[int(sep[0, 0]) + 1:]))
+    return sorted(label for label in labels if label)
+
+
+@command("Prompt-tune a frozen unit LM on a data-bin (fairseq plugin speech_prompt); write the prompt checkpoint.")
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM (fairseq checkpoint).")
+@click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
+@click.option("-o", "--output", required=True, help="The prompt checkpoint to write.")
+@click.option("--work-dir", help="fairseq's checkpoints and logs [default: OUTPUT.work/].")
+@click.option("--prompt-length", default=5, show_default=True, help="Vectors per prompt (input prefix, and per layer).")
+@click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
+@click.option("--input-prompt/--no-input-prompt", default=True, show_default=True, help="Input prefix prompt.")
+@click.option("--separator/--no-separator", default=True, show_default=True, help="Trainable <s> embedding.")
+@click.option("--linear-verbalizer", is_flag=True, help="Learn Linear(vocab, classes) on the LM's logits (labels: str(class)).")
+@click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: from the train labels].")
+@click.option("--finetune", is_flag=True, help="Train the base LM too (full fine-tuning, for comparison).")
+@click.option("--lr", default=5e-3, show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-epoch", default=10, show_default=True)
+@click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
+@click.option("--patience", default=3, show_default=True, help="Stop when valid accuracy has not improved for this many validations.")
+@click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Half precision only on a GPU.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
+def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
+         num_classes, finetune, lr, batch_size, max_epoch, max_update, patience, valid_every, device, precision,
+         seed, skip_bad):
+    import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train as fairseq_train
+
+    for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    try:
+        device = pick_device(device)
+    except RuntimeError as error:
+        raise click.UsageError(str(error))
+    if precision != "fp32" and device.type != "cuda":
+        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
+    for split in ("train", "valid"):
+        if not os.path.exists(os.path.join(data, f"{split}.bin")):
+            raise BadInput(f"no {split}.bin in the data-bin", data)
+    labels = train_labels(data, base, base_dict)
+    if linear_verbalizer and not num_classes:
+        if not all(label.isdigit() for label in " ".join(labels).split()):
+            raise BadInput("--linear-verbalizer needs labels verbalized as class indices (sp-verbalize --method learnable)", data)
+        num_classes = 1 + max(int(t) for t in " ".join(labels).split())
+    work_dir = work_dir or output + ".work"
+    argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
+            "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
+            "--batch-size", str(batch_size), "--max-epoch", str(max_epoch), "--max-update", str(max_update),
+            "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
+            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
+            "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
+            "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
+    argv += ["--base-dict", base_dict] if base_dict else []
+    argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
+    argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
+    argv += ["--finetune"] * finetune + ["--skip-bad"] * skip_bad
+    argv += ["--cpu"] if device.type == "cpu" else []
+    argv += {"fp32": [], "bf16": ["--bf16"], "fp16": ["--fp16"]}[precision]
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+    with fairseq_globals():
+        fairseq_train.main(cfg)
+    best = os.path.join(work_dir, "checkpoint_best.pt")
+    if not os.path.exists(best):
+        raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
+    state = load_checkpoint(best)
+    config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
+                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
+                  batch_size=batch_size, seed=seed)
+    base_dict = os.path.abspath(base_dict) if base_dict else None
+    checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
+                  "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
+                  "best": state.get("extra_state", {}).get("best")}
+    with atomic_path(output) as tmp:
+        torch.save(checkpoint, tmp)
+    log(f"wrote {output} ({sum(t.numel() for t in state['model'].values()):,} trained values; "
+        f"best valid accuracy {checkpoint['best']})")

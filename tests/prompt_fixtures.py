@@ -1,0 +1,120 @@
+"""Tiny unit LMs and data-bins for the prompt-tuning tests, built with fairseq's own classes."""
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+from fairseq import options, tasks
+from fairseq.data import Dictionary, indexed_dataset
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from omegaconf import OmegaConf
+
+UNITS = 20  # units 0..19; labels are verbalized onto unit tokens, as the freq verbalizer does
+
+
+def write_dict(path: str, n: int = UNITS) -> None:
+    with open(path, "w") as f:
+        f.writelines(f"{i} 1\n" for i in range(n))
+
+
+def build_lm(directory: str, layers=2, dim=32, heads=4, ffn=64, normalize_before=False, learned_pos=False,
+             seed=0, units=UNITS, io_dim=None):
+    """A randomly initialised fairseq transformer_lm (and its cfg), dict.txt written to `directory`."""
+    os.makedirs(directory, exist_ok=True)
+    write_dict(os.path.join(directory, "dict.txt"), units)
+    argv = [directory, "--task", "language_modeling", "--arch", "transformer_lm", "--decoder-layers", str(layers),
+            "--decoder-embed-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn), "--decoder-attention-heads",
+            str(heads), "--share-decoder-input-output-embed", "--tokens-per-sample", "128", "--cpu"]
+    argv += ["--decoder-normalize-before"] if normalize_before else []
+    argv += ["--decoder-learned-pos"] if learned_pos else []
+    # fairseq's command line defaults the input/output embedding to 512 wide, projected to `dim`
+    argv += ["--decoder-input-dim", str(io_dim or dim), "--decoder-output-dim", str(io_dim or dim)]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    torch.manual_seed(seed)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    with torch.no_grad():  # fairseq zero-inits some biases; random ones make the equivalence test stricter
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model, cfg
+
+
+def make_lm(directory: str, **kwargs) -> str:
+    """`build_lm` saved as a fairseq checkpoint `directory/lm.pt` (dict.txt beside it)."""
+    model, cfg = build_lm(directory, **kwargs)
+    path = os.path.join(directory, "lm.pt")
+    torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
+                "args": None, "extra_state": {},
+                "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam",
+                                       "lr_scheduler_state": {}, "num_updates": 0}]}, path)
+    return path
+
+
+def toy_rows(n: int, seed: int = 0, classes=("yes", "no", "up")):
+    """(id, units, label) rows where the label is decided by which of units 1, 2, 3 occurs most."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        c = rng.randrange(len(classes))
+        units = [rng.randrange(4, UNITS) for _ in range(rng.randint(4, 10))]
+        for _ in range(3):
+            units.insert(rng.randrange(len(units) + 1), c + 1)
+        rows.append((f"utt{i:04d}", units, classes[c]))
+    return rows
+
+
+TOKEN = {"yes": "1", "no": "2", "up": "3"}  # a fixed verbalizer for the toy task
+
+
+def write_verbalizer(path: str, token=TOKEN) -> str:
+    """The toy verbalizer in sp-verbalize's JSON format."""
+    import json
+
+    spec = {"format": "speechprompt-verbalizer/1", "method": "identity", "seed": None, "map": token,
+            "classes": list(token), "num_slots": 1, "slot_counts": [1], "slots": [list(token)]}
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def make_databin(directory: str, splits: dict, token=TOKEN) -> str:
+    """fairseq data-bin: SPLIT.bin/.idx/.id and dict.txt, sentences `units <s> label-tokens`."""
+    os.makedirs(directory, exist_ok=True)
+    write_dict(os.path.join(directory, "dict.txt"))
+    dictionary = Dictionary.load(os.path.join(directory, "dict.txt"))
+    for split, rows in splits.items():
+        prefix = os.path.join(directory, split)
+        builder = indexed_dataset.make_builder(prefix + ".bin", impl="mmap", vocab_size=len(dictionary))
+        for _uid, units, label in rows:  # label None: a bad sentence without `<s>`
+            line = " ".join(map(str, units)) if label is None else \
+                " ".join([*map(str, units), "<s>", *(token.get(v, v) for v in label.split())])
+            builder.add_item(dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long())
+        builder.finalize(prefix + ".idx")
+        with open(prefix + ".id", "w") as f:
+            f.writelines(f"{uid}\n" for uid, _, _ in rows)
+    return directory
+
+
+_TRAINED = {}
+
+
+def trained_toy(tmp_path_factory, seed=3):
+    """One sp-train run on the toy task, shared by the tests of a session (it is the slow part)."""
+    from types import SimpleNamespace
+
+    from conftest import sp
+    from speechprompt.checkpoints import file_hash
+
+    if seed not in _TRAINED:
+        root = tmp_path_factory.mktemp(f"toy{seed}")
+        lm = make_lm(str(root / "lm"), normalize_before=True)
+        data = make_databin(str(root / "bin"), {"train": toy_rows(240, 1), "valid": toy_rows(48, 2),
+                                                "test": toy_rows(60, 3)})
+        before = file_hash(lm)
+        run = sp("train", data, "--base", lm, "-o", root / "prompt.pt", "--max-epoch", 3, "--batch-size", 16,
+                 "--lr", 2e-2, "--seed", seed, "--device", "cpu")
+        _TRAINED[seed] = SimpleNamespace(root=root, lm=lm, data=data, prompt=str(root / "prompt.pt"),
+                                         hash_before=before, log=run.stderr + run.stdout, stdout=run.stdout)
+    return _TRAINED[seed]

@@ -1,0 +1,48 @@
+"""sp-baseline: a tf-idf unit n-gram probe whose predictions sp-score scores like sp-sample's."""
+import json
+import random
+
+from conftest import shell, sp
+
+
+def toy_table(n, seed):
+    """Units tables where the class is carried by a bigram (`7 8` for yes, `8 7` for no) among noise units."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(["yes", "no"])
+        units = [rng.randrange(10, 30) for _ in range(rng.randint(5, 12))]
+        at = rng.randrange(len(units))
+        units[at:at] = [7, 8] if label == "yes" else [8, 7]
+        rows.append(f"{label}/{i:03d}\t{' '.join(map(str, units))}\t{label}\n")
+    return "".join(rows)
+
+
+def test_baseline_learns_bigrams_and_writes_sample_format(tmp_path):
+    (tmp_path / "train.tsv").write_text(toy_table(200, 1))
+    (tmp_path / "test.tsv").write_text(toy_table(50, 2))
+    run = shell("sp-baseline train.tsv test.tsv | tee pred.jsonl | sp-score -o metrics.json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    test_rows = [line.split("\t") for line in (tmp_path / "test.tsv").read_text().splitlines()]
+    assert [r["id"] for r in records] == [row[0] for row in test_rows]
+    assert all(r["label"] == row[2] and r["units"] == row[1] for r, row in zip(records, test_rows))
+    assert all(set(r["scores"]) == {"yes", "no"} and r["score"] == max(r["scores"].values()) for r in records)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9 and "eer" in metrics
+
+
+def test_baseline_unigrams_cannot_see_the_order(tmp_path):
+    (tmp_path / "train.tsv").write_text(toy_table(200, 1))
+    (tmp_path / "test.tsv").write_text(toy_table(50, 2))
+    records = sp("baseline", tmp_path / "train.tsv", tmp_path / "test.tsv", "--ngrams", 1).stdout.splitlines()
+    accuracy = sum(json.loads(r)["label"] == json.loads(r)["prediction"] for r in records) / len(records)
+    assert accuracy < 0.8  # yes and no share the unigrams 7 and 8: only the bigram separates them
+
+
+def test_baseline_unlabelled_test_rows_and_gslm_input(tmp_path):
+    (tmp_path / "train.txt").write_text("".join(f"{line.split(chr(9))[0]}|{line.split(chr(9))[1]}|"
+                                                f"{line.split(chr(9))[2]}" for line in toy_table(60, 3).splitlines(True)))
+    (tmp_path / "test.txt").write_text("x|7 8 20 21\ny|8 7 22\n")
+    records = [json.loads(r) for r in sp("baseline", tmp_path / "train.txt", tmp_path / "test.txt").stdout.splitlines()]
+    assert [r["id"] for r in records] == ["x", "y"] and all(r["label"] is None for r in records)

@@ -1,0 +1,133 @@
+"""sp-train and the PromptLM: fairseq equivalence, frozen base, trainable count, loss, checkpoint."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import sp
+from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
+from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
+from speechprompt.prompting.model import PromptLM
+from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, PromptModel, read_split
+
+
+@pytest.mark.parametrize("normalize_before,learned_pos,io_dim", [(False, False, None), (True, True, None),
+                                                                 (True, False, 48)])
+def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_pos, io_dim):
+    base, _ = build_lm(str(tmp_path), normalize_before=normalize_before, learned_pos=learned_pos, io_dim=io_dim)
+    base.eval()
+    model = PromptLM(base, 5, deep=False, input_prompt=False, separator=False)
+    tokens = torch.randint(4, 24, (3, 11))
+    tokens[1, 7:] = base.decoder.padding_idx  # right padding: compare the real positions
+    with torch.no_grad():
+        ours = model.logits(model.features(tokens)[0])
+        theirs = base(tokens)[0]
+    real = tokens.ne(base.decoder.padding_idx)
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_continuation_equals_full_forward(tmp_path):
+    base, _ = build_lm(str(tmp_path), normalize_before=True)
+    model = PromptLM(base.eval(), 3, deep=True, input_prompt=True, separator=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+        tokens = torch.randint(4, 24, (2, 10))
+        tokens[:, 4] = 0  # a separator inside the prefix
+        full, _ = model.features(tokens)
+        _, cache = model.features(tokens[:, :6])
+        valid = torch.ones(2, 3 + 6, dtype=torch.bool)
+        rest, _ = model.features(tokens[:, 6:], cache, valid, torch.full((2,), 6))
+    torch.testing.assert_close(rest, full[:, 6:], atol=1e-5, rtol=1e-5)
+
+
+def test_trainable_count_at_gslm_size(tmp_path):
+    base, _ = build_lm(str(tmp_path), layers=12, dim=1024, heads=16, ffn=8)
+    model = PromptLM(base, 5, deep=True, input_prompt=True, separator=True)
+    assert model.trainable_count() == 129_024
+    assert all(not p.requires_grad for p in base.parameters())
+    shallow = PromptLM(base, 5, deep=False, input_prompt=True, separator=True)
+    assert shallow.trainable_count() == 5 * 1024 + 1024
+
+
+def _batches(data, dictionary, size=16):
+    sentences, _ = read_split(data, "train", dictionary)
+    dataset = LabelDataset(sentences, dictionary)
+    return [dataset.collater([dataset[i] for i in range(s, min(s + size, len(dataset)))])
+            for s in range(0, len(dataset), size)]
+
+
+def test_prompt_tuning_updates_only_prompts_and_loss_goes_down(tmp_path):
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(96, 1)})
+    base, dictionary = load_lm(lm)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    torch.manual_seed(0)
+    model = PromptModel(PromptLM(base, 5))
+    model.prompt.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
+    criterion = LabelCrossEntropy(None)
+    criterion.padding_idx = dictionary.pad()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=2e-2)
+    batches = _batches(data, dictionary)
+    losses = []
+    for _epoch in range(4):
+        total = 0.0
+        for batch in batches:
+            loss, n, _ = criterion(model, batch)
+            optimizer.zero_grad()
+            (loss / n).backward()
+            optimizer.step()
+            total += float(loss)
+        losses.append(total)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert all(p.grad is None for p in base.parameters())  # no gradient ever reached the frozen weights
+    after = base.state_dict()
+    for key, tensor in before.items():
+        assert torch.equal(tensor, after[key]), key
+    assert set(model.state_dict()) == {"input_prompt", "deep_prompt", "separator"}
+
+
+def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_factory):
+    toy = trained_toy(tmp_path_factory)
+    assert file_hash(toy.lm) == toy.hash_before
+    ckpt = load_checkpoint(toy.prompt)
+    assert set(ckpt["prompt"]) == {"input_prompt", "deep_prompt", "separator"}
+    assert ckpt["base"]["sha256"] == toy.hash_before and ckpt["base"]["path"].endswith("lm.pt")
+    assert ckpt["config"]["prompt_length"] == 5 and ckpt["config"]["deep"] is True
+    assert sorted(ckpt["labels"]) == ["1", "2", "3"]  # the verbalized train labels: decoding candidates
+    trained = ckpt["prompt"]["separator"]
+    base, _ = load_lm(toy.lm)
+    assert not torch.equal(trained, base.decoder.embed_tokens.weight[0])  # the separator did learn
+    assert "trainable parameters: 832" in toy.log  # 5*32 + 2*2*5*32 + 32
+    assert toy.stdout == ""  # fairseq's logging goes to stderr
+
+
+def test_sp_train_loss_goes_down_in_its_log(tmp_path_factory):
+    toy = trained_toy(tmp_path_factory)
+    epochs = [float(line.split("| loss ")[1].split()[0]) for line in toy.log.splitlines()
+              if "| INFO | train |" in line or line.startswith("INFO:train:epoch")]
+    assert len(epochs) == 3 and epochs[-1] < epochs[0], epochs
+
+
+def test_half_precision_needs_a_gpu(tmp_path):
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(8), "valid": toy_rows(4)})
+    lm = make_lm(str(tmp_path / "lm"))
+    result = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--device", "cpu", "--precision", "fp16",
+                check=False)
+    assert result.returncode == 2 and "needs a GPU" in result.stderr
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_label_dataset_targets_only_label_and_eos(tmp_path):
+    data = make_databin(str(tmp_path / "bin"), {"train": [("a", [5, 6, 7], "yes no")]})
+    from fairseq.data import Dictionary
+    dictionary = Dictionary.load(f"{data}/dict.txt")
+    sentences, ids = read_split(data, "train", dictionary)
+    item = LabelDataset(sentences, dictionary)[0]
+    index = dictionary.index
+    assert ids == ["a"]
+    assert item["source"].tolist() == [dictionary.eos(), index("5"), index("6"), index("7"), dictionary.bos(),
+                                       index("1"), index("2")]
+    assert item["target"].tolist() == [dictionary.pad()] * 4 + [index("1"), index("2"), dictionary.eos()]

@@ -1,0 +1,119 @@
+"""sp-sample: predictions keyed by id, deterministic, candidate scoring equal to full forwards."""
+import json
+
+import torch
+
+from conftest import sp
+from prompt_fixtures import TOKEN, build_lm, make_databin, toy_rows, trained_toy, write_verbalizer
+from speechprompt.checkpoints import load_checkpoint
+from speechprompt.prompting.model import PromptLM
+from speechprompt.sample import Decoder
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_predictions_keyed_by_id_with_labels_mapped_back(tmp_path_factory):
+    toy = trained_toy(tmp_path_factory)
+    out = toy.root / "test.jsonl"
+    vb = write_verbalizer(str(toy.root / "vb.json"))
+    run = sp("sample", toy.data, "--prompt", toy.prompt, "--verbalizer", vb, "-o", out, "--device", "cpu",
+             "--batch-size", 7)
+    rows = toy_rows(60, 3)
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == [uid for uid, _, _ in rows]
+    for record, (uid, units, label) in zip(records, rows):
+        assert record["units"] == " ".join(map(str, units)) and record["label"] == label
+        assert record["prediction"] in TOKEN and set(record["scores"]) == set(TOKEN)
+        assert abs(sum(record["scores"].values()) - 1) < 1e-4
+        assert record["score"] == max(record["scores"].values())
+    assert "one pass" in run.stderr
+    assert run.stdout == ""
+
+
+def test_same_seed_same_predictions(tmp_path_factory, tmp_path):
+    toy = trained_toy(tmp_path_factory)
+    again = tmp_path / "again.pt"
+    sp("train", toy.data, "--base", toy.lm, "-o", again, "--max-epoch", 3, "--batch-size", 16, "--lr", 2e-2,
+       "--seed", 3, "--device", "cpu", "--work-dir", tmp_path / "work")
+    first, second = load_checkpoint(toy.prompt)["prompt"], load_checkpoint(str(again))["prompt"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    a = sp("sample", toy.data, "--prompt", toy.prompt, "--device", "cpu").stdout
+    b = sp("sample", toy.data, "--prompt", again, "--device", "cpu").stdout
+    assert a == b and len(a.splitlines()) == 60
+
+
+def test_skipped_sentences_still_join_by_id(tmp_path_factory, tmp_path):
+    toy = trained_toy(tmp_path_factory)
+    rows = toy_rows(9, 5)
+    rows[4] = (rows[4][0], rows[4][1], None)  # no `<s>`: a bad sentence
+    data = make_databin(str(tmp_path / "bin"), {"test": rows})
+    bad = sp("sample", data, "--prompt", toy.prompt, "--device", "cpu", check=False)
+    assert bad.returncode == 1 and rows[4][0] in bad.stderr and len(bad.stderr.strip().splitlines()[-1]) < 200
+    good = sp("sample", data, "--prompt", toy.prompt, "--device", "cpu", "--skip-bad", "-o", tmp_path / "p.jsonl")
+    assert "skipped 1 bad sentences" in good.stderr
+    records = read_jsonl(tmp_path / "p.jsonl")
+    expected = [row for row in rows if row[2] is not None]
+    assert [r["id"] for r in records] == [uid for uid, _, _ in expected]
+    assert [r["units"] for r in records] == [" ".join(map(str, units)) for _, units, _ in expected]
+    reference = tmp_path / "ref.tsv"  # the truth, by id; the skipped id counts as missing
+    reference.write_text("".join(f"{uid}\t{' '.join(map(str, u))}\t{TOKEN.get(l, 'yes')}\n" for uid, u, l in rows))
+    metrics = json.loads(sp("score", tmp_path / "p.jsonl", "--reference", reference).stdout)
+    assert metrics["missing"] == 1 and metrics["n"] == 9
+
+
+def _brute_force(model, prefix, candidate, dictionary):
+    """Sum of log p(candidate tokens, </s>) from one full forward of `prefix + candidate`."""
+    tokens = torch.tensor([prefix + candidate])
+    with torch.no_grad():
+        x, _ = model.features(tokens)
+        logp = model.logits(x).log_softmax(-1)[0]
+    targets = candidate + [dictionary.eos()]
+    return sum(float(logp[len(prefix) - 1 + j, t]) for j, t in enumerate(targets))
+
+
+def test_multi_token_candidate_scoring_equals_full_forwards(tmp_path):
+    from fairseq.data import Dictionary
+
+    base, _ = build_lm(str(tmp_path), normalize_before=True)
+    dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
+    torch.manual_seed(1)
+    model = PromptLM(base.eval(), 4)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    model.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
+    labels = ["1 2", "2 3", "3 1 2", "4"]
+    decoder = Decoder(model, dictionary, labels)
+    assert not decoder.one_pass
+    eos, sep, idx = dictionary.eos(), dictionary.bos(), dictionary.index
+    prefixes = [[eos, idx("5"), idx("9"), sep], [eos, idx("7"), idx("8"), idx("6"), idx("11"), sep]]
+    lengths = torch.tensor([len(p) for p in prefixes])
+    batch = torch.full((2, 6), dictionary.pad())
+    for row, p in enumerate(prefixes):
+        batch[row, :len(p)] = torch.tensor(p)
+    with torch.no_grad():
+        scores = decoder.score(batch, lengths)
+    for row, p in enumerate(prefixes):
+        for c, label in enumerate(labels):
+            expected = _brute_force(model, p, [idx(t) for t in label.split()], dictionary)
+            assert abs(float(scores[row, c]) - expected) < 1e-4, (row, label)
+
+
+def test_linear_verbalizer_decodes_in_one_pass(tmp_path):
+    from fairseq.data import Dictionary
+
+    base, _ = build_lm(str(tmp_path))
+    dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
+    model = PromptLM(base.eval(), 2, num_classes=3)
+    model.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
+    decoder = Decoder(model, dictionary, ["0", "1", "2"])
+    assert decoder.one_pass
+    batch = torch.tensor([[dictionary.eos(), dictionary.index("9"), dictionary.bos()]])
+    with torch.no_grad():
+        scores = decoder.score(batch, torch.tensor([3]))
+        x, _ = model.features(batch)
+        expected = model.verbalizer(model.decoder.output_layer(x[:, -1])).log_softmax(-1)
+    torch.testing.assert_close(scores, expected)

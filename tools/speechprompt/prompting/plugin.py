@@ -1,0 +1,211 @@
+"""The fairseq plug points for prompt tuning: task `speech_prompt`, model `prompt_lm`, criterion `label_ce`.
+
+Use through `sp-train`, or directly:
+`fairseq-train DIR --user-dir tools/speechprompt/prompting --task speech_prompt --base LM.pt
+ --arch prompt_lm --criterion label_ce --optimizer adam --lr 5e-3`.
+
+Each sentence of the data-bin is `u1 .. un <s> l1 .. lk </s>`. The model reads
+`</s> u1 .. un <s> l1 .. lk` (a fairseq LM sees `</s>` first, as in pretraining)
+and the loss covers only the targets `l1 .. lk </s>`, predicted at `<s>` and
+after it. With the linear verbalizer, targets are class indices (label tokens
+are `str(class)`), and end of sequence is not predicted.
+"""
+
+import dataclasses
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.data import Dictionary, FairseqDataset, data_utils
+from fairseq.dataclass import FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model
+from fairseq.tasks import FairseqTask, register_task
+
+from speechprompt.checkpoints import load_lm
+from speechprompt.prompting.model import PromptLM
+
+
+def lm_dict_path(base: str, base_dict: str | None) -> str:
+    return base_dict or os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
+
+
+def read_split(data: str, split: str, lm_dict: Dictionary):
+    """Sentences of `DIR/split` as LM-dictionary indices, with the ids of `DIR/split.id`."""
+    data_dict = Dictionary.load(os.path.join(data, "dict.txt"))
+    dataset = data_utils.load_indexed_dataset(os.path.join(data, split), data_dict)
+    if dataset is None:
+        raise FileNotFoundError(f"{os.path.join(data, split)}.bin/.idx not found")
+    remap = torch.tensor([lm_dict.index(s) for s in data_dict.symbols])
+    id_path = os.path.join(data, f"{split}.id")
+    ids = open(id_path, encoding="utf-8").read().split("\n")[:len(dataset)] if os.path.exists(id_path) else []
+    if ids and len(ids) != len(dataset):
+        raise ValueError(f"{id_path}: {len(ids)} ids for {len(dataset)} sentences")
+    return [remap[dataset[i].long()] for i in range(len(dataset))], ids or [str(i) for i in range(len(dataset))]
+
+
+class LabelDataset(FairseqDataset):
+    """Items (input, target): input `</s> units <s> labels`, target padded except the label positions."""
+
+    def __init__(self, sentences, dictionary: Dictionary, skip_bad: bool = False, name: str = ""):
+        self.dict = dictionary
+        self.items, self.skipped = [], 0
+        for i, seq in enumerate(sentences):
+            where = (seq == dictionary.bos()).nonzero()
+            if len(where) != 1 or where[0, 0] >= len(seq) - 2:  # need one <s> followed by a label and </s>
+                if not skip_bad:
+                    raise ValueError(f"{name} sentence {i + 1}: expected 'units <s> label'")
+                self.skipped += 1
+                continue
+            sep = int(where[0, 0])
+            source = torch.cat([seq.new_tensor([dictionary.eos()]), seq[:-1]])
+            target = seq.clone()
+            target[:sep + 1] = dictionary.pad()
+            self.items.append((source, target))
+        self.sizes = np.array([len(s) for s, _ in self.items])
+
+    def __getitem__(self, index):
+        return {"id": index, "source": self.items[index][0], "target": self.items[index][1]}
+
+    def __len__(self):
+        return len(self.items)
+
+    def collater(self, samples):
+        if not samples:
+            return {}
+        pad = self.dict.pad()
+        target = data_utils.collate_tokens([s["target"] for s in samples], pad)
+        return {"id": torch.tensor([s["id"] for s in samples]), "nsentences": len(samples),
+                "ntokens": int(target.ne(pad).sum()),
+                "net_input": {"tokens": data_utils.collate_tokens([s["source"] for s in samples], pad)},
+                "target": target}
+
+    def num_tokens(self, index):
+        return int(self.sizes[index])
+
+    def size(self, index):
+        return int(self.sizes[index])
+
+    def ordered_indices(self):
+        return np.argsort(self.sizes, kind="mergesort")
+
+
+@dataclasses.dataclass
+class SpeechPromptConfig(FairseqDataclass):
+    data: str = dataclasses.field(default="", metadata={"help": "data-bin directory (dict.txt, SPLIT.bin/.idx/.id)"})
+    base: str = dataclasses.field(default="", metadata={"help": "the frozen unit LM checkpoint"})
+    base_dict: str = dataclasses.field(default="", metadata={"help": "its dict.txt (default: beside the checkpoint)"})
+    prompt_length: int = dataclasses.field(default=5, metadata={"help": "prompt vectors per prompt"})
+    shallow: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
+    no_input_prompt: bool = dataclasses.field(default=False, metadata={"help": "no input prefix prompt"})
+    no_separator: bool = dataclasses.field(default=False, metadata={"help": "keep the base's <s> embedding"})
+    num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes"})
+    finetune: bool = dataclasses.field(default=False, metadata={"help": "train the base LM too (full fine-tuning)"})
+    skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
+
+
+@register_task("speech_prompt", dataclass=SpeechPromptConfig)
+class SpeechPromptTask(FairseqTask):
+    def __init__(self, cfg, dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        return cls(cfg, Dictionary.load(lm_dict_path(cfg.base, cfg.base_dict or None)))
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        sentences, _ids = read_split(self.cfg.data, split, self.dictionary)
+        self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split)
+
+    @property
+    def source_dictionary(self):
+        return self.dictionary
+
+    @property
+    def target_dictionary(self):
+        return self.dictionary
+
+    def max_positions(self):
+        return None
+
+
+def build_prompt_lm(cfg: SpeechPromptConfig, device="cpu") -> PromptLM:
+    """The frozen base from its checkpoint, and fresh prompts (seeded by the caller)."""
+    base, dictionary = load_lm(cfg.base, lm_dict_path(cfg.base, cfg.base_dict or None), device)
+    model = PromptLM(base, cfg.prompt_length, deep=not cfg.shallow, input_prompt=not cfg.no_input_prompt,
+                     separator=not cfg.no_separator, num_classes=cfg.num_classes,
+                     sep_index=dictionary.bos(), finetune=cfg.finetune).to(device)
+    classes = torch.full((len(dictionary),), -100, dtype=torch.long)
+    for c in range(cfg.num_classes):  # learnable verbalizer: label tokens are str(class index)
+        classes[dictionary.index(str(c))] = c
+    model.register_buffer("token_class", classes.to(device), persistent=False)
+    return model
+
+
+@dataclasses.dataclass
+class PromptModelConfig(FairseqDataclass):
+    pass
+
+
+@register_model("prompt_lm", dataclass=PromptModelConfig)
+class PromptModel(BaseFairseqModel):
+    """fairseq's view of PromptLM; its state dict is only the trainable tensors."""
+
+    def __init__(self, prompt: PromptLM):
+        super().__init__()
+        self.prompt = prompt
+        print(f"trainable parameters: {prompt.trainable_count():,}", file=sys.stderr, flush=True)
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        return cls(build_prompt_lm(task.cfg))
+
+    def forward(self, tokens, target_mask):
+        return self.prompt(tokens, target_mask)
+
+    def state_dict(self, *args, **kwargs):
+        return self.prompt.prompt_state()
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        return self.prompt.load_state_dict(state_dict, strict=False)
+
+    def max_positions(self):
+        return self.prompt.base.max_positions()
+
+
+@register_criterion("label_ce", dataclass=FairseqDataclass)
+class LabelCrossEntropy(FairseqCriterion):
+    """Cross-entropy on the label tokens (and end of sequence) only; accuracy = whole label right."""
+
+    def forward(self, model, sample, reduce=True):
+        target = sample["target"]
+        mask = target.ne(self.padding_idx)
+        logits = model(sample["net_input"]["tokens"], mask).float()
+        gold = target[mask]
+        prompt = model.prompt if hasattr(model, "prompt") else model
+        if prompt.verbalizer is not None:
+            gold = prompt.token_class[gold]
+        loss = F.cross_entropy(logits, gold, ignore_index=-100, reduction="sum")
+        counted = gold.ne(-100)
+        wrong = torch.zeros(target.shape[0], device=target.device)
+        wrong.index_add_(0, mask.nonzero()[:, 0], (logits.argmax(-1).ne(gold) & counted).float())
+        n = int(counted.sum())
+        log = {"loss": loss.data, "ntokens": n, "nsentences": target.shape[0], "sample_size": n,
+               "correct": int(wrong.eq(0).sum())}
+        return loss, n, log
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)
+        n, sentences = max(total("sample_size"), 1), max(total("nsentences"), 1)
+        metrics.log_scalar("loss", total("loss") / n / math.log(2), n, round=4)
+        metrics.log_scalar("accuracy", total("correct") / sentences, sentences, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
