@@ -297,6 +297,23 @@ def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(
         kmeans.load_centroids(str(bad))
 
 
+def test_reservoir_keeps_a_bounded_seeded_uniform_sample():
+    def sample(seed):
+        reservoir = kmeans.Reservoir(1000, seed)
+        for start in range(0, 20_000, 700):  # uneven blocks, like utterances of different lengths
+            reservoir.add(np.arange(start, min(start + 700, 20_000), dtype=np.float32)[:, None])
+        return reservoir.sample()[:, 0]
+
+    kept = sample(0)
+    assert len(kept) == 1000 == len(set(kept.tolist()))
+    assert np.array_equal(kept, sample(0)) and not np.array_equal(kept, sample(1))
+    assert abs(kept.mean() - 10_000) < 800  # uniform over the stream: about 5800/sqrt(1000) sd of 180
+    assert (kept >= 10_000).mean() > 0.4  # the second half is not starved
+    small = kmeans.Reservoir(1000, 0)
+    small.add(np.ones((10, 3), dtype=np.float32))
+    assert small.sample().shape == (10, 3)
+
+
 def test_quantizer_is_the_nearest_centre():
     rng = np.random.default_rng(0)
     centers, x = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((50, 5)).astype(np.float32)
