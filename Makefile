@@ -7,6 +7,9 @@ SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
+# OpenMP threads that sleep instead of spinning: on a busy 2-core machine spinning
+# made k-means 3-30x slower (measured in tests/bench_quantize.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 TASK ?= SCR
 include mk/setup.mk
