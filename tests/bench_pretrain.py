@@ -2,7 +2,8 @@
 
 Prints tokens/s of fairseq's Trainer.train_step (forward, backward, clip, Adam) for the `small`
 size on real unit batches, and its time ratio to a bare forward+backward of the same model on
-the same batch, the two timed alternately in one run.
+the same batch, the two timed alternately in one run; with torch's default threads, then with
+one thread (on a CPU shared with other jobs, one thread can be much faster).
 
     .venv/bin/python tests/bench_pretrain.py [--size small] [--steps 8]
 """
@@ -35,7 +36,7 @@ def unit_lines(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="small")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=4096)
     options_ = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -76,21 +77,25 @@ def main():
         def step():
             trainer.train_step([sample])
 
-        for warm in (bare, step, bare, step):
-            warm()
-        times = {bare: [], step: []}
-        for _ in range(options_.steps):
-            for fn in (bare, step):
-                start = time.perf_counter()
-                fn()
-                times[fn].append(time.perf_counter() - start)
-    tokens = sample["ntokens"]
-    bare_s, step_s = np.median(times[bare]), np.median(times[step])
+        for threads in dict.fromkeys([torch.get_num_threads(), 1]):  # all cores, then one (shared CPUs)
+            torch.set_num_threads(threads)
+            for warm in (bare, step):
+                warm()
+            times = {bare: [], step: []}
+            for _ in range(options_.steps):
+                for fn in (bare, step):
+                    start = time.perf_counter()
+                    fn()
+                    times[fn].append(time.perf_counter() - start)
+            report(options_.size, model, sample["ntokens"], threads, np.median(times[bare]), np.median(times[step]))
+
+
+def report(size, model, tokens, threads, bare_s, step_s):
     params = sum(p.numel() for p in model.parameters())
-    print(f"pretrain {options_.size} ({params / 1e6:.2f} M params, {torch.get_num_threads()} threads, "
-          f"batch {tokens} tokens): {tokens / step_s:.0f} tokens/s per train step")
-    print(f"pretrain {options_.size}: bare forward+backward {tokens / bare_s:.0f} tokens/s")
-    print(f"pretrain {options_.size}: train step / bare forward+backward time ratio {step_s / bare_s:.2f}")
+    print(f"pretrain {size} ({params / 1e6:.2f} M params, {threads} threads, batch {tokens} tokens): "
+          f"{tokens / step_s:.0f} tokens/s per train step")
+    print(f"pretrain {size} ({threads} threads): bare forward+backward {tokens / bare_s:.0f} tokens/s")
+    print(f"pretrain {size} ({threads} threads): train step / bare forward+backward time ratio {step_s / bare_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
             "--patience", patience, "--seed", seed, "--save-dir", save_dir,
             "--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state",
             "--best-checkpoint-metric", "loss", "--num-workers", "0", "--log-format", "simple",
-            "--log-interval", log_interval]
+            "--log-interval", log_interval, "--distributed-world-size", 1]
     if device.type == "cpu":
         argv.append("--cpu")
     if precision != "fp32":

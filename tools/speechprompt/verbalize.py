@@ -143,7 +143,9 @@ def main():
 @main.command("fit", help="Fit a verbalizer on train LM data (`id<TAB>units <s> label`); write its JSON.")
 @input_argument
 @click.option("-o", "--output", default="-", show_default=True, help="Verbalizer JSON, - for stdout.")
-@click.option("--method", type=click.Choice(METHODS), default="freq", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="freq", show_default=True,
+              help="freq: i-th most frequent value -> i-th most frequent train unit; random: seeded; "
+                   "identity: the value itself; learnable: the class index (linear verbalizer).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --method random.")
 @click.option("--dict", "dict_path", type=click.Path(exists=True, dir_okay=False),
               help="The uLM's dict.txt: its tokens are the allowed targets (default: units seen in train).")
