@@ -43,7 +43,7 @@ class BadInput(click.ClickException):
 
 def _prog() -> str:
     ctx = click.get_current_context(silent=True)
-    return ctx.info_name if ctx and ctx.info_name else os.path.basename(sys.argv[0])
+    return ctx.command_path if ctx and ctx.command_path else os.path.basename(sys.argv[0])
 
 
 def log(message: str) -> None:
