@@ -32,11 +32,20 @@ SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
 
 # ------------------------------------------------------ variables as files
+# $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
+# the files whose value changed; a dry run (-n, -q) writes nothing and only
+# makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ENCODER HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS SYNTH_SPEAKERS
-$(foreach v,$(TRACKED),$(shell mkdir -p $(VAR) && v='$(strip $($v))' && \
-  { [ -f $(VAR)/$v ] && [ "$$(cat $(VAR)/$v)" = "$$v" ]; } || printf '%s\n' "$$v" > $(VAR)/$v))
-var = $(addprefix $(VAR)/,$1)
+CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
+$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
+else
+DIRTY := $(CHANGED)
+endif
+$(VAR)/%: ;
+.PHONY: FORCE
+var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
 # ------------------------------------------------------- 1-4: speech to units
 ifneq ($(UNITS),)
@@ -77,8 +86,10 @@ BIN_DICT := $(or $(DICT),$(EXP)/dict.txt)
 $(EXP)/dict.txt: $(call var,K)
 	seq 0 $$(( $(K) - 1 )) | sed 's/$$/ 1/' > $@
 
-$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(T)/verbalize.py $(call var,VERBALIZER SEED) | $(STAMP)
-	$(SP)verbalize fit --method $(VERBALIZER) --seed $(SEED) --dict $(BIN_DICT) $< -o $@
+# The linear verbalizer learns its own map: labels become class indices (`learnable`).
+LINEAR := $(filter 1 yes true,$(LINEAR_VERBALIZER))
+$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(T)/verbalize.py $(call var,VERBALIZER LINEAR_VERBALIZER SEED) | $(STAMP)
+	$(SP)verbalize fit --method $(if $(LINEAR),learnable,$(VERBALIZER)) --seed $(SEED) --dict $(BIN_DICT) $< -o $@
 
 $(EXP)/lm/%.vlm: $(EXP)/lm/%.lm $(EXP)/verbalizer.json | $(STAMP)
 	$(SP)verbalize apply $(EXP)/verbalizer.json $< -o $@
@@ -100,11 +111,11 @@ $(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(T)/pretrain.py $(call var,ULM_SIZE U
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
-PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(filter 1 yes true,$(LINEAR_VERBALIZER)),--linear-verbalizer)
-$(EXP)/prompt/checkpoint_best.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS SEED) | $(STAMP)
-	$(SP)train $(<D) --ulm $(ULM_CKPT) $(PROMPT_ARGS) --max-epoch $(EPOCHS) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS SEED) | $(STAMP)
+	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --max-epoch $(EPOCHS) --seed $(SEED) --device $(DEVICE) -o $@
 
-$(EXP)/predictions.jsonl: $(EXP)/prompt/checkpoint_best.pt $(T)/sample.py | $(STAMP)
+$(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 $(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py | $(STAMP)

@@ -1,7 +1,13 @@
 """The Make chain: dry runs print the experiment; a tiny real run goes end to end."""
+import json
+import random
 import subprocess
 
+import pytest
+
 from conftest import ROOT, SHARED_UNITS
+
+CLASSES_12 = {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_unknown_", "_silence_"}
 
 STAGES = ["sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-lmdata", "sp-verbalize",
           "sp-binarize", "sp-pretrain", "sp-train", "sp-sample", "sp-score"]
@@ -40,3 +46,62 @@ def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_
 def test_a_task_without_offline_corpus_asks_for_data(tmp_path):
     result = make("-n", "TASK=IC", f"EXP={tmp_path}/exp", "predict", check=False)
     assert result.returncode != 0 and "give DATA=" in result.stderr
+
+
+TINY = ["K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=2", "EPOCHS=3"]
+
+
+def ids(path):
+    return sorted(line.split("\t")[0] for line in path.read_text().splitlines())
+
+
+def test_tiny_offline_chain_runs_end_to_end_and_then_has_nothing_to_do(tmp_path):
+    exp = tmp_path / "exp"
+    args = ["TASK=SCR", f"EXP={exp}", "SYNTH_SPEAKERS=12", *TINY]
+    out = make(*args, "predict").stdout
+    assert "SCR test accuracy" in out and str(exp / "predictions.jsonl") in out
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["id"] for p in predictions) == ids(exp / "manifest" / "test.tsv")
+    assert all(p["prediction"] in CLASSES_12 for p in predictions)
+    assert (exp / "confusion.png").stat().st_size > 0
+
+    assert make("-q", *args, "predict", check=False).returncode == 0
+    assert "Nothing to be done" in make(*args, "predict").stdout
+    # a prompt-tuning variable reruns prompt tuning and what follows, nothing before it
+    rerun = make("-n", *args[:-1], "EPOCHS=4", "predict").stdout
+    assert "sp-train" in rerun and "sp-sample" in rerun
+    for upstream in ["sp-synth", "sp-manifest", "sp-quantize", "sp-pretrain", "sp-binarize"]:
+        assert upstream not in rerun
+    # touching a tool's module reruns its stage and what follows
+    (ROOT / "tools" / "speechprompt" / "score.py").touch()
+    assert [line.split()[0] for line in make("-n", *args, "predict").stdout.splitlines()
+            if line.startswith(".venv/bin/sp-")] == [".venv/bin/sp-score", ".venv/bin/sp-score"]
+
+
+def fake_intent_units(directory, seed=0):
+    """Units whose content depends on each slot of an `action object location` label."""
+    rng = random.Random(seed)
+    actions, objects, locations = ["activate", "deactivate", "increase"], ["lights", "heat", "1"], ["kitchen", "none"]
+    motif = {value: [rng.randrange(60) for _ in range(4)] for value in actions + objects + locations}
+    for split, count in [("train", 240), ("valid", 40), ("test", 40)]:
+        lines = []
+        for n in range(count):
+            label = [rng.choice(actions), rng.choice(objects), rng.choice(locations)]
+            units = [u for value in label for u in motif[value] + [rng.randrange(60, 100)]]
+            lines.append(f"{split}/{n:04d}|{' '.join(map(str, units))}|{' '.join(label)}")
+        (directory / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_intent_task_from_units_scores_three_slot_labels(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    fake_intent_units(units)
+    exp = tmp_path / "exp"
+    make("TASK=IC", f"UNITS={units}", f"EXP={exp}", *TINY, "predict")
+    predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 40 and all(len(p["prediction"].split()) == 3 for p in predictions)
+    metrics = json.loads((exp / "metrics.json").read_text())
+    exact = sum(p["prediction"] == p["label"] for p in predictions) / len(predictions)
+    assert metrics["accuracy"] == pytest.approx(exact)
