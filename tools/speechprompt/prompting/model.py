@@ -42,15 +42,19 @@ class PromptLM(nn.Module):
         self.prompt_length = prompt_length
         for p in base.parameters():
             p.requires_grad_(finetune)
-        std = 0.02
-        self.input_prompt = nn.Parameter(torch.randn(prompt_length, d) * std) if input_prompt and prompt_length else None
-        self.deep_prompt = (nn.Parameter(torch.randn(len(dec.layers), 2, prompt_length, d) * std)
-                            if deep and prompt_length else None)
-        # the separator starts as the base's own `<s>` embedding: at step 0 the model is the base
+        base.eval()
+        self.input_prompt = self.deep_prompt = self.separator = None
+        if prompt_length:  # start as if P random unit tokens came first: prompts at the scale of real activations
+            with torch.no_grad():
+                start = torch.randint(4, dec.embed_tokens.num_embeddings, (1, prompt_length),
+                                      device=dec.embed_tokens.weight.device)
+                _, cache = self.features(start)
+                self.input_prompt = nn.Parameter(self.embed(start)[0].clone()) if input_prompt else None
+                self.deep_prompt = nn.Parameter(torch.stack([torch.stack([t[0].transpose(0, 1).flatten(1) for t in kv])
+                                                             for kv in cache]).clone()) if deep else None
+        # the separator starts as the base's own `<s>` embedding
         self.separator = nn.Parameter(dec.embed_tokens.weight[sep_index].detach().clone()) if separator else None
         self.verbalizer = nn.Linear(vocab, num_classes) if num_classes else None
-        if not finetune:
-            base.eval()
 
     # ----------------------------------------------------------------- params
     def prompt_state(self) -> dict:
@@ -75,20 +79,8 @@ class PromptLM(nn.Module):
         each row at position `offset` (B,). Returns (B x T x d, cache of this call).
         """
         dec = self.decoder
-        B, T = tokens.shape
-        emb = dec.embed_tokens(tokens)
-        if self.separator is not None:
-            emb = torch.where((tokens == self.sep_index).unsqueeze(-1), self.separator.to(emb.dtype), emb)
-        x = dec.embed_scale * emb
-        if dec.project_in_dim is not None:
-            x = dec.project_in_dim(x)
-        if dec.embed_positions is not None:
-            start = torch.zeros(B, dtype=torch.long, device=tokens.device) if offset is None else offset
-            positions = start[:, None] + torch.arange(T, device=tokens.device)
-            x = x + self._position_table(int(positions.max()) + 1, x)[positions]
-        if dec.layernorm_embedding is not None:
-            x = dec.layernorm_embedding(x)
-        x = dec.dropout_module(x)
+        B = tokens.shape[0]
+        x = self.embed(tokens, offset)
         n_in = 0
         if past is None and self.input_prompt is not None:
             n_in = self.input_prompt.shape[0]
@@ -104,6 +96,24 @@ class PromptLM(nn.Module):
         if dec.project_out_dim is not None:
             x = dec.project_out_dim(x)
         return x[:, n_in:], cache
+
+    def embed(self, tokens, offset=None):
+        """Layer-0 input of `tokens`: scaled token embeddings (the separator's at `<s>`) plus positions."""
+        dec = self.decoder
+        B, T = tokens.shape
+        emb = dec.embed_tokens(tokens)
+        if self.separator is not None:
+            emb = torch.where((tokens == self.sep_index).unsqueeze(-1), self.separator.to(emb.dtype), emb)
+        x = dec.embed_scale * emb
+        if dec.project_in_dim is not None:
+            x = dec.project_in_dim(x)
+        if dec.embed_positions is not None:
+            start = torch.zeros(B, dtype=torch.long, device=tokens.device) if offset is None else offset
+            positions = start[:, None] + torch.arange(T, device=tokens.device)
+            x = x + self._position_table(int(positions.max()) + 1, x)[positions]
+        if dec.layernorm_embedding is not None:
+            x = dec.layernorm_embedding(x)
+        return dec.dropout_module(x)
 
     def _layer(self, layer, x, mask, extra, past):
         attn = layer.self_attn
