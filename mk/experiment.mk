@@ -121,9 +121,11 @@ $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 $(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py | $(STAMP)
 	$(SP)score $< --confusion $(EXP)/confusion.png -o $@
 
-$(EXP)/baseline/metrics.json: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(T)/baseline.py $(T)/score.py | $(STAMP)
-	$(SP)baseline $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $(@D)/predictions.jsonl
-	$(SP)score $(@D)/predictions.jsonl -o $@
+$(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(T)/baseline.py | $(STAMP)
+	$(SP)baseline $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
+
+$(EXP)/baseline/metrics.json: $(EXP)/baseline/predictions.jsonl $(T)/score.py | $(STAMP)
+	$(SP)score $< -o $@
 
 $(EXP)/summary.txt: $(EXP)/metrics.json $(EXP)/baseline/metrics.json
 	$(BIN)/python -c 'import json, sys; p, b = (json.load(open(f))["accuracy"] for f in sys.argv[1:]); \

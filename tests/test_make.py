@@ -39,7 +39,7 @@ def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_
     for tool in ["sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-pretrain"]:
         assert f"/{tool} " not in out
     assert f".venv/bin/sp-dedup --skip-bad {SHARED_UNITS}/train.txt" in out
-    assert f"--ulm {ulm}" in out
+    assert f"--base {ulm} --base-dict {dictionary}" in out
     assert f"binarize --dict {dictionary}" in out
 
 
@@ -99,7 +99,7 @@ def test_intent_task_from_units_scores_three_slot_labels(tmp_path):
     units.mkdir()
     fake_intent_units(units)
     exp = tmp_path / "exp"
-    make("TASK=IC", f"UNITS={units}", f"EXP={exp}", *TINY, "predict")
+    make("TASK=IC", f"UNITS={units}", f"EXP={exp}", *TINY[1:], "predict")  # K=100: the units go up to 99
     predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 40 and all(len(p["prediction"].split()) == 3 for p in predictions)
     metrics = json.loads((exp / "metrics.json").read_text())
