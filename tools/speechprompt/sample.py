@@ -141,7 +141,7 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
             lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
             prefix = torch.full((len(batch), int(lengths.max())), dictionary.pad(), device=device)
             for row, (_, p, _) in enumerate(batch):
-                prefix[row, :len(p)] = p
+                prefix[row, :len(p)] = p.to(device)
             probs = decoder.score(prefix, lengths).softmax(-1).cpu()
             for row, (i, p, gold) in enumerate(batch):
                 best = int(probs[row].argmax())

@@ -99,7 +99,10 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     argv += {"fp32": [], "bf16": ["--bf16"], "fp16": ["--fp16"]}[precision]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     with fairseq_globals():
-        fairseq_train.main(cfg)
+        try:
+            fairseq_train.main(cfg)
+        except ValueError as error:  # a bad sentence in a split (see --skip-bad)
+            raise BadInput(str(error), data) from None
     best = os.path.join(work_dir, "checkpoint_best.pt")
     if not os.path.exists(best):
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
