@@ -121,15 +121,22 @@ $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 $(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py | $(STAMP)
 	$(SP)score $< --confusion $(EXP)/confusion.png -o $@
 
+# Baselines on the same split: a tf-idf linear probe on the units, and (from
+# audio) a linear probe on log-mel statistics, which needs no units at all.
 $(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(T)/baseline.py | $(STAMP)
 	$(SP)baseline $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
 
-$(EXP)/baseline/metrics.json: $(EXP)/baseline/predictions.jsonl $(T)/score.py | $(STAMP)
+$(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv $(T)/baseline.py | $(STAMP)
+	$(SP)baseline --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
+
+$(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(T)/score.py | $(STAMP)
 	$(SP)score $< -o $@
 
-$(EXP)/summary.txt: $(EXP)/metrics.json $(EXP)/baseline/metrics.json
-	$(BIN)/python -c 'import json, sys; p, b = (json.load(open(f))["accuracy"] for f in sys.argv[1:]); \
-	  print(f"$(TASK) test accuracy {p:.4f} (prompt-tuned uLM) vs {b:.4f} (baseline)")' $^ > $@
+SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)
+$(EXP)/summary.txt: $(SCORES)
+	for m in $^; do \
+	  echo "$(TASK) test accuracy $$($(BIN)/python -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' $$m)  $$m"; \
+	done > $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
 predict: $(EXP)/summary.txt

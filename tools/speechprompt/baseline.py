@@ -1,48 +1,78 @@
-"""sp-baseline: a linear probe on the units, to see whether prompting beats it.
+"""sp-baseline: linear probes, to see whether prompting beats them.
 
     sp-baseline train.units test.units -o baseline.jsonl && sp-score baseline.jsonl -o baseline.json
+    sp-baseline --features logmel-stats train.tsv test.tsv -o logmel.jsonl   # manifests in
 
-tf-idf of unit 1-3-grams (sublinear tf), then a linear SVM (or logistic
-regression), trained on the labelled train table; writes predictions JSONL in
-sp-sample's format (`id`, `units`, `label`, `prediction`, `score`, `scores`),
-so sp-score scores both the same way. Scores are the classifier's decision
-values, softmax-normalised over the classes.
+`--features units` (default): tf-idf of unit 1-3-grams (sublinear tf) of
+units tables. `--features logmel-stats`: the mean and standard deviation over
+time of each log-mel bin of the manifests' audio, standardised, the classic
+speech baseline that needs no units. Either goes to a linear SVM (or logistic
+regression) trained on the labelled train rows; the tool writes predictions
+JSONL in sp-sample's format (`id`, `units`, `label`, `prediction`, `score`,
+`scores`), so sp-score scores both the same way. Scores are the classifier's
+decision values, softmax-normalised over the classes.
 """
 import json
 
 import click
 import numpy as np
+import torch
 
-from .io import BadInput, Skipper, atomic_output, command, log, output_option, read_units, skip_bad_option
+from .io import (BadInput, Skipper, Units, atomic_output, command, log, output_option, read_manifest, read_units,
+                 skip_bad_option)
 
 
-@command("tf-idf unit n-gram linear classifier: train on a units table, predict another; predictions JSONL.")
+def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
+    """Rows (no units) and [N, 2 * bins] per-utterance log-mel means and standard deviations."""
+    from .encoders import build, encode
+
+    encoder = build("logmel", device=torch.device("cpu"))
+    rows, stats = [], []
+    for utt, feats in encode(read_manifest(path, skipper), encoder, skipper):
+        if feats is not None:
+            rows.append(Units(utt.id, [], utt.label, None, utt.where))
+            stats.append(torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy())
+    return rows, np.stack(stats)
+
+
+@command("Linear probe baseline (tf-idf unit n-grams, or log-mel statistics): train, predict; predictions JSONL.")
 @click.argument("train")
 @click.argument("test", default="-")
 @output_option
+@click.option("--features", default="units", show_default=True, type=click.Choice(["units", "logmel-stats"]),
+              help="units: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
 @click.option("--ngrams", default=3, show_default=True, help="Use unit 1..N-grams.")
 @click.option("--model", "kind", default="svm", show_default=True, type=click.Choice(["svm", "logreg"]))
 @click.option("--C", "c", default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--seed", default=0, show_default=True)
 @skip_bad_option
-def main(train, test, output, ngrams, kind, c, seed, skip_bad):
+def main(train, test, output, features, ngrams, kind, c, seed, skip_bad):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
     skipper = Skipper(skip_bad)
-    train_rows = [r for r in read_units(train, skipper) if r.label is not None]
-    test_rows = list(read_units(test, skipper))
+    if features == "units":
+        train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
+        featurizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
+                                     ngram_range=(1, ngrams), sublinear_tf=True)
+        x_train = featurizer.fit_transform(" ".join(r.units) for r in train_rows)
+        x_test = featurizer.transform(" ".join(r.units) for r in test_rows)
+        what = f"unit 1-{ngrams}-grams"
+    else:
+        (train_rows, x_train), (test_rows, x_test) = logmel_stats(train, skipper), logmel_stats(test, skipper)
+        featurizer = StandardScaler().fit(x_train)
+        x_train, x_test = featurizer.transform(x_train), featurizer.transform(x_test)
+        what = "log-mel means and deviations"
     skipper.report("lines")
-    if len({r.label for r in train_rows}) < 2:
+    labelled = [i for i, r in enumerate(train_rows) if r.label is not None]
+    if len({train_rows[i].label for i in labelled}) < 2:
         raise BadInput("need labelled train rows of at least two classes", train)
-    vectorizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, ngram_range=(1, ngrams),
-                                 sublinear_tf=True)
-    x_train = vectorizer.fit_transform(" ".join(r.units) for r in train_rows)
     classifier = (LinearSVC(C=c, random_state=seed) if kind == "svm"
                   else LogisticRegression(C=c, max_iter=2000, random_state=seed))
-    classifier.fit(x_train, [r.label for r in train_rows])
-    decision = classifier.decision_function(vectorizer.transform(" ".join(r.units) for r in test_rows))
+    classifier.fit(x_train[labelled], [train_rows[i].label for i in labelled])
+    decision = classifier.decision_function(x_test)
     classes = list(classifier.classes_)
     if decision.ndim == 1:  # two classes: one column, positive = classes[1]
         decision = np.stack([-decision, decision], 1)
@@ -54,5 +84,5 @@ def main(train, test, output, ngrams, kind, c, seed, skip_bad):
             out.write(json.dumps({"id": row.id, "units": " ".join(row.units), "label": row.label,
                                   "prediction": classes[best], "score": round(float(p[best]), 6),
                                   "scores": {k: round(float(s), 6) for k, s in zip(classes, p)}}) + "\n")
-    log(f"{kind} on {x_train.shape[1]} unit 1-{ngrams}-grams from {len(train_rows)} train rows; "
+    log(f"{kind} on {x_train.shape[1]} features ({what}) from {len(labelled)} train rows; "
         f"predicted {len(test_rows)}")
