@@ -10,6 +10,7 @@ sha256, the hyper-parameters and the candidate labels seen in train.
 """
 import logging
 import os
+import shutil
 import sys
 
 import click
@@ -39,7 +40,7 @@ def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM (fairseq checkpoint).")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
 @click.option("-o", "--output", required=True, help="The prompt checkpoint to write.")
-@click.option("--work-dir", help="fairseq's checkpoints and logs [default: OUTPUT.work/].")
+@click.option("--work-dir", help="fairseq's checkpoints and logs, emptied first [default: OUTPUT.work/, removed after].")
 @click.option("--prompt-length", default=5, show_default=True, help="Vectors per prompt (input prefix, and per layer).")
 @click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
 @click.option("--input-prompt/--no-input-prompt", default=True, show_default=True, help="Input prefix prompt.")
@@ -83,7 +84,11 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         if not all(label.isdigit() for label in " ".join(labels).split()):
             raise BadInput("--linear-verbalizer needs labels verbalized as class indices (sp-verbalize --method learnable)", data)
         num_classes = 1 + max(int(t) for t in " ".join(labels).split())
+    keep_work_dir = bool(work_dir)
     work_dir = work_dir or output + ".work"
+    # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
+    # earlier run) would be picked up silently, so every run starts from a fresh directory
+    shutil.rmtree(work_dir, ignore_errors=True)
     argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
             "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
             "--batch-size", str(batch_size), "--max-epoch", str(max_epoch), "--max-update", str(max_update),
@@ -116,5 +121,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
                   "best": state.get("extra_state", {}).get("best")}
     with atomic_path(output) as tmp:
         torch.save(checkpoint, tmp)
+    if not keep_work_dir:
+        shutil.rmtree(work_dir)
     log(f"wrote {output} ({sum(t.numel() for t in state['model'].values()):,} trained values; "
         f"best valid accuracy {checkpoint['best']})")
