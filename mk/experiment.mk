@@ -23,7 +23,8 @@ LINEAR_VERBALIZER ?= 0
 DEVICE ?= auto
 SEED ?= 1
 EPOCHS ?= 30
-SYNTH_SPEAKERS ?= 48
+LR ?= 0.005
+SYNTH_SPEAKERS ?= 200
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -36,7 +37,7 @@ SPLITS := train valid test
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ENCODER HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
-           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS SYNTH_SPEAKERS
+           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS LR SYNTH_SPEAKERS
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -112,8 +113,8 @@ endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS SEED) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --max-epoch $(EPOCHS) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS LR SEED) | $(STAMP)
+	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --lr $(LR) --max-epoch $(EPOCHS) --seed $(SEED) --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
