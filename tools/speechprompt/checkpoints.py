@@ -77,10 +77,16 @@ def load_lm(path: str, dict_path: str | None = None, device: str | torch.device 
     return model, task.source_dictionary
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` is CUDA when present, else CPU; `cuda` without a GPU is an error."""
+def pick_device(name: str = "auto", precision: str = "fp32") -> torch.device:
+    """`auto` is CUDA when present, else CPU. A usage error: `cuda` without a GPU, half precision on CPU."""
+    import click
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda asked for, but torch sees no CUDA device")
+    else:
+        device = torch.device(name)
+    if precision != "fp32" and device.type != "cuda":
+        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
+    return device

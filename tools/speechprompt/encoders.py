@@ -276,15 +276,6 @@ def build(name: str, device: torch.device, **options) -> Encoder:
     return cls(device, **{k: v for k, v in options.items() if k in wanted and v is not None})
 
 
-def device_from_name(name: str) -> torch.device:
-    from .checkpoints import pick_device
-
-    try:
-        return pick_device(name)
-    except RuntimeError as error:
-        raise click.UsageError(str(error)) from None
-
-
 def encoder_options(function):
     """The click options that choose and configure an encoder (shared by sp-kmeans and sp-quantize)."""
     options = [

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoders import device_from_name, encode, encoder_from_options, encoder_options
+from .checkpoints import pick_device
+from .encoders import encode, encoder_from_options, encoder_options
 from .io import BadInput, Skipper, atomic_path, command, input_argument, log, read_manifest, skip_bad_option
 
 
@@ -162,7 +163,7 @@ def main(input, output, clusters, percent, max_frames, km_batch, max_iter, n_ini
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     skipper = Skipper(skip_bad)
-    encoder = encoder_from_options(options, device_from_name(device))
+    encoder = encoder_from_options(options, pick_device(device))
     utterances = list(read_manifest(input, skipper))
     if percent < 100:
         count = max(1, round(len(utterances) * percent / 100))

@@ -157,12 +157,7 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
     for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
         if not os.path.exists(os.path.join(data, name)):
             raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
-    try:
-        device = pick_device(device)
-    except RuntimeError as error:
-        raise click.BadParameter(str(error)) from None
-    if precision != "fp32" and device.type != "cuda":
-        raise click.BadParameter(f"--precision {precision} needs a GPU (--device cuda)")
+    device = pick_device(device, precision)
     if threads:
         torch.set_num_threads(threads)
     base = SIZES[size][:4]

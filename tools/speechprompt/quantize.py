@@ -13,7 +13,8 @@ import click
 import torch
 from tqdm import tqdm
 
-from .encoders import device_from_name, encode, encoder_from_options, encoder_options
+from .checkpoints import pick_device
+from .encoders import encode, encoder_from_options, encoder_options
 from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
                  read_manifest, skip_bad_option)
 from .kmeans import Quantizer, load_kmeans
@@ -49,7 +50,7 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
     skipper = Skipper(skip_bad)
     utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)  # cheap checks first
     centers, fitted_on = load_kmeans(kmeans_path)
-    device = device_from_name(device)
+    device = pick_device(device)
     encoder = encoder_from_options(options, device)
     quantizer = Quantizer(centers, device)
     if quantizer.dim != encoder.dim:

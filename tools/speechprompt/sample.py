@@ -100,12 +100,7 @@ class Decoder:
 def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, precision, skip_bad):
     from .prompting.plugin import read_split
 
-    try:
-        device = pick_device(device)
-    except RuntimeError as error:
-        raise click.UsageError(str(error))
-    if precision != "fp32" and device.type != "cuda":
-        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
+    device = pick_device(device, precision)
     model, ckpt = load_prompt(prompt_path, device, base)
     if precision != "fp32":
         model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])

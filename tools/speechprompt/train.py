@@ -70,12 +70,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
-    try:
-        device = pick_device(device)
-    except RuntimeError as error:
-        raise click.UsageError(str(error))
-    if precision != "fp32" and device.type != "cuda":
-        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
+    device = pick_device(device, precision)
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
