@@ -287,14 +287,6 @@ def read_lm(path: str, skipper: Skipper | None = None) -> Iterator[LMLine]:
     return read_records(path, parse_lm, skipper)
 
 
-def write_rows(records: Iterable, out: TextIO) -> int:
-    count = 0
-    for record in records:
-        out.write(record.row() + "\n")
-        count += 1
-    return count
-
-
 # ----------------------------------------------------------------------- CLI
 def command(description: str) -> Callable:
     """Build a tool's click command: `@command("one line")` over `def main(...)`."""
@@ -317,13 +309,3 @@ def command(description: str) -> Callable:
 input_argument = click.argument("input", default="-", metavar="[INPUT]")
 output_option = click.option("-o", "--output", default="-", show_default=True, help="Output file, - for stdout.")
 skip_bad_option = click.option("--skip-bad", is_flag=True, help="Skip bad records (counted and reported) instead of failing.")
-
-
-def not_built(tool: str, issue: str) -> Callable:
-    """Entry point of a tool that does not exist yet: `--help` says so, exit 2."""
-
-    def main():
-        click.echo(f"{tool}: not built yet ({issue})", err=True)
-        sys.exit(2)
-
-    return main
