@@ -21,7 +21,7 @@ import functools
 import os
 import sys
 import tempfile
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 import click
 
