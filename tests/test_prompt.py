@@ -131,3 +131,14 @@ def test_label_dataset_targets_only_label_and_eos(tmp_path):
     assert item["source"].tolist() == [dictionary.eos(), index("5"), index("6"), index("7"), dictionary.bos(),
                                        index("1"), index("2")]
     assert item["target"].tolist() == [dictionary.pad()] * 4 + [index("1"), index("2"), dictionary.eos()]
+
+
+def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(64), "valid": toy_rows(8, 1)})
+    lm = make_lm(str(tmp_path / "lm"))
+    run = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--max-epoch", 3, "--batch-size", 16,
+             "--lr", 0.01, "--lr-schedule", "linear", "--warmup-updates", 2, "--patience", -1, "--device", "cpu")
+    lrs = [float(line.split("| lr ")[1].split()[0]) for line in run.stderr.splitlines()
+           if line.startswith("INFO:train:epoch")]
+    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] == 0, lrs  # 4 updates an epoch, 12 in all
+    assert load_checkpoint(tmp_path / "p.pt")["config"]["lr_schedule"] == "linear"

@@ -20,8 +20,8 @@ from .checkpoints import fairseq_globals, file_hash, load_checkpoint, pick_devic
 from .io import BadInput, atomic_path, command, log
 
 
-def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
-    """The distinct label token sequences of the train split, as text (decoding candidates)."""
+def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str], int]:
+    """The distinct label token sequences of the train split, as text (decoding candidates), and its size."""
     from fairseq.data import Dictionary
     from .prompting.plugin import lm_dict_path, read_split
 
@@ -32,7 +32,7 @@ def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
         sep = (seq == dictionary.bos()).nonzero()
         if len(sep) == 1:
             labels.add(dictionary.string(seq[int(sep[0, 0]) + 1:]))
-    return sorted(label for label in labels if label)
+    return sorted(label for label in labels if label), len(sentences)
 
 
 @command("Prompt-tune a frozen unit LM on a data-bin (fairseq plugin speech_prompt); write the prompt checkpoint.")
@@ -49,6 +49,10 @@ def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
 @click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: from the train labels].")
 @click.option("--finetune", is_flag=True, help="Train the base LM too (full fine-tuning, for comparison).")
 @click.option("--lr", default=5e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr-schedule", default="fixed", show_default=True, type=click.Choice(["fixed", "linear"]),
+              help="fixed: constant lr (the paper); linear: warm up for --warmup-updates, then decay to 0 at "
+                   "--max-epoch (or --max-update).")
+@click.option("--warmup-updates", default=0, show_default=True, help="Linear warm-up of --lr-schedule linear.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--max-epoch", default=10, show_default=True)
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
@@ -60,7 +64,7 @@ def train_labels(data: str, base: str, base_dict: str | None) -> list[str]:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
-         num_classes, finetune, lr, batch_size, max_epoch, max_update, patience, valid_every, device, precision,
+         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience, valid_every, device, precision,
          seed, skip_bad):
     import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
@@ -74,7 +78,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
-    labels = train_labels(data, base, base_dict)
+    labels, n_train = train_labels(data, base, base_dict)
     if linear_verbalizer and not num_classes:
         if not all(label.isdigit() for label in " ".join(labels).split()):
             raise BadInput("--linear-verbalizer needs labels verbalized as class indices (sp-verbalize --method learnable)", data)
@@ -91,6 +95,10 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
             "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
             "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
+    if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
+        total = max_update or -(-n_train // batch_size) * max_epoch
+        argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
+                 "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
     argv += ["--base-dict", base_dict] if base_dict else []
     argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
     argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
@@ -108,7 +116,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
     config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
-                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
+                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr, lr_schedule=lr_schedule,
                   batch_size=batch_size, seed=seed)
     base_dict = os.path.abspath(base_dict) if base_dict else None
     checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
