@@ -35,12 +35,13 @@ def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_
     ulm.touch()
     dictionary.touch()
     out = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", f"UNITS={SHARED_UNITS}",
-               f"ULM={ulm}", f"DICT={dictionary}", "predict").stdout
+               f"ULM={ulm}", f"DICT={dictionary}", "LR_SCHEDULE=linear", "WARMUP=100", "predict").stdout
     for tool in ["sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-pretrain"]:
         assert f"/{tool} " not in out
     assert f".venv/bin/sp-dedup --skip-bad {SHARED_UNITS}/train.txt" in out
     assert f"--base {ulm} --base-dict {dictionary}" in out
     assert f"binarize --dict {dictionary}" in out
+    assert "--lr-schedule linear --warmup-updates 100 " in out
 
 
 def test_a_task_without_offline_corpus_asks_for_data(tmp_path):
