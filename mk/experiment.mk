@@ -23,6 +23,7 @@ LINEAR_VERBALIZER ?= 0
 DEVICE ?= auto
 SEED ?= 1
 EPOCHS ?= 30
+PATIENCE ?= 3
 LR ?= 0.005
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
@@ -39,7 +40,7 @@ SPLITS := train valid test
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ENCODER HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
-           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
+           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -115,8 +116,8 @@ endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS LR LR_SCHEDULE WARMUP SEED) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED) | $(STAMP)
+	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
