@@ -28,6 +28,7 @@ def test_dry_run_prints_the_whole_offline_chain_in_order(tmp_path):
     lines = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "predict").stdout.splitlines()
     order = [first_use(lines, tool) for tool in STAGES]
     assert order == sorted(order)
+    assert " --patience 10 " in lines[first_use(lines, "sp-train")]  # tasks/SCR.mk's setting reaches the tool
 
 
 def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_units):
