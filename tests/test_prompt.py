@@ -134,11 +134,21 @@ def test_label_dataset_targets_only_label_and_eos(tmp_path):
 
 
 def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
-    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(64), "valid": toy_rows(8, 1)})
+    rows = toy_rows(64) + [(f"bad{i}", [5, 6], None) for i in range(16)]  # skipped: not counted as updates
+    data = make_databin(str(tmp_path / "bin"), {"train": rows, "valid": toy_rows(8, 1)})
     lm = make_lm(str(tmp_path / "lm"))
-    run = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--max-epoch", 3, "--batch-size", 16,
+    run = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--max-epoch", 3, "--batch-size", 16, "--skip-bad",
              "--lr", 0.01, "--lr-schedule", "linear", "--warmup-updates", 2, "--patience", -1, "--device", "cpu")
     lrs = [float(line.split("| lr ")[1].split()[0]) for line in run.stderr.splitlines()
            if line.startswith("INFO:train:epoch")]
     assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] == 0, lrs  # 4 updates an epoch, 12 in all
     assert load_checkpoint(tmp_path / "p.pt")["config"]["lr_schedule"] == "linear"
+
+
+def test_warmup_without_the_linear_schedule_is_a_usage_error(tmp_path):
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(8), "valid": toy_rows(4)})
+    lm = make_lm(str(tmp_path / "lm"))
+    result = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--warmup-updates", 10, "--device", "cpu",
+                check=False)
+    assert result.returncode == 2 and "--warmup-updates needs --lr-schedule linear" in result.stderr
+    assert not (tmp_path / "p.pt").exists()

@@ -21,18 +21,21 @@ from .io import BadInput, atomic_path, command, log
 
 
 def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str], int]:
-    """The distinct label token sequences of the train split, as text (decoding candidates), and its size."""
+    """The distinct label token sequences of the train split, as text (decoding candidates), and the count
+    of its well-formed sentences (`units <s> label`; those are what --skip-bad keeps)."""
     from fairseq.data import Dictionary
     from .prompting.plugin import lm_dict_path, read_split
 
     dictionary = Dictionary.load(lm_dict_path(base, base_dict))
     sentences, _ = read_split(data, "train", dictionary)
-    labels = set()
+    labels, n_good = set(), 0
     for seq in sentences:
         sep = (seq == dictionary.bos()).nonzero()
         if len(sep) == 1:
-            labels.add(dictionary.string(seq[int(sep[0, 0]) + 1:]))
-    return sorted(label for label in labels if label), len(sentences)
+            label = dictionary.string(seq[int(sep[0, 0]) + 1:])
+            labels.add(label)
+            n_good += bool(label)
+    return sorted(label for label in labels if label), n_good
 
 
 @command("Prompt-tune a frozen unit LM on a data-bin (fairseq plugin speech_prompt); write the prompt checkpoint.")
@@ -74,6 +77,8 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
+    if warmup_updates and lr_schedule != "linear":
+        raise click.UsageError("--warmup-updates needs --lr-schedule linear")
     device = pick_device(device, precision)
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
