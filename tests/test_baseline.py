@@ -2,6 +2,8 @@
 import json
 import random
 
+import numpy as np
+
 from conftest import shell, sp
 
 
@@ -73,3 +75,32 @@ def test_logmel_statistics_baseline_reads_manifests(tmp_path):
     assert [r["id"] for r in records] == [f"test/{i:03d}" for i in range(10)]
     assert all(r["prediction"] == r["label"] for r in records)  # the tones differ in every statistic
     assert all(r["units"] == "" for r in records)
+
+
+def test_ulm_states_batched_equal_one_at_a_time(tmp_path):
+    from prompt_fixtures import make_lm, toy_rows
+    from speechprompt.baseline import ulm_states
+    from speechprompt.io import Units
+
+    lm = make_lm(str(tmp_path / "lm"), layers=2, dim=32)
+    rows = [Units(uid, [str(u) for u in units], label) for uid, units, label in toy_rows(23, 4)]
+    one = ulm_states(rows, lm, None, "cpu", batch_size=1)
+    batched = ulm_states(rows, lm, None, "cpu", batch_size=8)  # right-padded to the longest of each batch
+    assert one.shape == (23, 2 * 2 * 32)
+    assert np.allclose(one, batched, atol=1e-5)
+    assert not np.allclose(one[0], one[1])
+
+
+def test_ulm_states_probe_reads_units_and_needs_a_ulm(tmp_path):
+    from prompt_fixtures import make_lm, toy_rows
+
+    lm = make_lm(str(tmp_path / "lm"), layers=2, dim=32)
+    for split, n, seed in (("train", 120, 1), ("test", 40, 2)):
+        (tmp_path / f"{split}.tsv").write_text("".join(f"{uid}\t{' '.join(map(str, units))}\t{label}\n"
+                                                       for uid, units, label in toy_rows(n, seed)))
+    run = shell(f"sp-baseline --features ulm-states --ulm {lm} train.tsv test.tsv | sp-score -o m.json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    # the class is which of units 1, 2, 3 occurs most: the mean state of even a random LM carries it
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] >= 0.8
+    missing = sp("baseline", "--features", "ulm-states", tmp_path / "train.tsv", tmp_path / "test.tsv", check=False)
+    assert missing.returncode == 2 and "needs --ulm" in missing.stderr

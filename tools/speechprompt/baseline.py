@@ -6,13 +6,17 @@
 `--features units` (default): tf-idf of unit 1-3-grams (sublinear tf) of
 units tables. `--features logmel-stats`: the mean and standard deviation over
 time of each log-mel bin of the manifests' audio, standardised, the classic
-speech baseline that needs no units. Either goes to a linear SVM (or logistic
+speech baseline that needs no units. `--features ulm-states --ulm CKPT`: the
+frozen unit LM's hidden states after every layer (mean over the units, and the
+last unit's), standardised: how much of the task the uLM's features carry
+without a prompt. Either goes to a linear SVM (or logistic
 regression) trained on the labelled train rows; the tool writes predictions
 JSONL in sp-sample's format (`id`, `units`, `label`, `prediction`, `score`,
 `scores`), so sp-score scores both the same way. Scores are the classifier's
 decision values, softmax-normalised over the classes.
 """
 import json
+import sys
 
 import click
 import numpy as np
@@ -35,18 +39,55 @@ def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
     return rows, np.stack(stats)
 
 
+def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device: str,
+               batch_size: int = 64) -> np.ndarray:
+    """[N, 2 * layers * d] per-row mean and last hidden state after each layer of the frozen uLM.
+
+    Rows run in batches of similar length, right-padded: the LM is causal, so
+    padding after a row's last unit changes none of its states.
+    """
+    from tqdm import tqdm
+
+    from .checkpoints import load_lm
+
+    lm, dictionary = load_lm(checkpoint, dict_path, device)
+    sequences = [[dictionary.eos()] + [dictionary.index(u) for u in row.units] for row in rows]
+    order = sorted(range(len(rows)), key=lambda i: len(sequences[i]))
+    out = [None] * len(rows)
+    with torch.inference_mode(), tqdm(total=len(rows), desc="uLM states", unit="utt", file=sys.stderr) as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            lengths = torch.tensor([len(sequences[i]) for i in batch], device=device)
+            tokens = torch.full((len(batch), int(lengths.max())), dictionary.pad(), dtype=torch.long, device=device)
+            for b, i in enumerate(batch):
+                tokens[b, :len(sequences[i])] = torch.tensor(sequences[i])
+            _, extra = lm.decoder.extract_features(tokens, None)
+            states = torch.stack(extra["inner_states"][1:], 1).transpose(0, 2)  # B x layers x T x d
+            valid = (torch.arange(tokens.shape[1], device=device) < lengths[:, None]).float()[:, None, :, None]
+            mean = (states * valid).sum(2) / lengths[:, None, None]
+            last = states[torch.arange(len(batch)), :, lengths - 1]
+            for b, i in enumerate(batch):
+                out[i] = torch.cat([mean[b], last[b]], -1).flatten().float().cpu().numpy()
+            bar.update(len(batch))
+    return np.stack(out)
+
+
 @command("Linear probe baseline (tf-idf unit n-grams, or log-mel statistics): train, predict; predictions JSONL.")
 @click.argument("train")
 @click.argument("test", default="-")
 @output_option
-@click.option("--features", default="units", show_default=True, type=click.Choice(["units", "logmel-stats"]),
-              help="units: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
+@click.option("--features", default="units", show_default=True,
+              type=click.Choice(["units", "logmel-stats", "ulm-states"]),
+              help="units, ulm-states: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
+@click.option("--ulm", type=click.Path(exists=True, dir_okay=False), help="The unit LM of --features ulm-states.")
+@click.option("--ulm-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --ulm].")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--ngrams", default=3, show_default=True, help="Use unit 1..N-grams.")
 @click.option("--model", "kind", default="svm", show_default=True, type=click.Choice(["svm", "logreg"]))
 @click.option("--C", "c", default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--seed", default=0, show_default=True)
 @skip_bad_option
-def main(train, test, output, features, ngrams, kind, c, seed, skip_bad):
+def main(train, test, output, features, ulm, ulm_dict, device, ngrams, kind, c, seed, skip_bad):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -60,6 +101,17 @@ def main(train, test, output, features, ngrams, kind, c, seed, skip_bad):
         x_train = featurizer.fit_transform(" ".join(r.units) for r in train_rows)
         x_test = featurizer.transform(" ".join(r.units) for r in test_rows)
         what = f"unit 1-{ngrams}-grams"
+    elif features == "ulm-states":
+        if not ulm:
+            raise click.UsageError("--features ulm-states needs --ulm")
+        from .checkpoints import pick_device
+
+        device = pick_device(device)
+        train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
+        x_train, x_test = (ulm_states(rows, ulm, ulm_dict, device) for rows in (train_rows, test_rows))
+        featurizer = StandardScaler().fit(x_train)
+        x_train, x_test = featurizer.transform(x_train), featurizer.transform(x_test)
+        what = f"uLM hidden states of {ulm}"
     else:
         (train_rows, x_train), (test_rows, x_test) = logmel_stats(train, skipper), logmel_stats(test, skipper)
         featurizer = StandardScaler().fit(x_train)
