@@ -98,8 +98,11 @@ def test_ulm_states_probe_reads_units_and_needs_a_ulm(tmp_path):
     for split, n, seed in (("train", 120, 1), ("test", 40, 2)):
         (tmp_path / f"{split}.tsv").write_text("".join(f"{uid}\t{' '.join(map(str, units))}\t{label}\n"
                                                        for uid, units, label in toy_rows(n, seed)))
+    with open(tmp_path / "test.tsv", "a") as f:
+        f.write("odd\t1 999 1\tyes\n")  # unit 999 is not in the uLM's dictionary: read as <unk>, counted
     run = shell(f"sp-baseline --features ulm-states --ulm {lm} train.tsv test.tsv | sp-score -o m.json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    assert "1 units not in the uLM's dictionary" in run.stderr
     # the class is which of units 1, 2, 3 occurs most: the mean state of even a random LM carries it
     assert json.loads((tmp_path / "m.json").read_text())["accuracy"] >= 0.8
     missing = sp("baseline", "--features", "ulm-states", tmp_path / "train.tsv", tmp_path / "test.tsv", check=False)

@@ -52,6 +52,9 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
 
     lm, dictionary = load_lm(checkpoint, dict_path, device)
     sequences = [[dictionary.eos()] + [dictionary.index(u) for u in row.units] for row in rows]
+    unknown = sum(s.count(dictionary.unk()) for s in sequences)
+    if unknown:
+        log(f"{unknown} units not in the uLM's dictionary ({dict_path or 'beside ' + checkpoint}) read as <unk>")
     order = sorted(range(len(rows)), key=lambda i: len(sequences[i]))
     out = [None] * len(rows)
     with torch.inference_mode(), tqdm(total=len(rows), desc="uLM states", unit="utt", file=sys.stderr) as bar:
