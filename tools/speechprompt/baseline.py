@@ -9,7 +9,7 @@ time of each log-mel bin of the manifests' audio, standardised, the classic
 speech baseline that needs no units. `--features ulm-states --ulm CKPT`: the
 frozen unit LM's hidden states after every layer (mean over the units, and the
 last unit's), standardised: how much of the task the uLM's features carry
-without a prompt. Either goes to a linear SVM (or logistic
+without a prompt. Each goes to a linear SVM (or logistic
 regression) trained on the labelled train rows; the tool writes predictions
 JSONL in sp-sample's format (`id`, `units`, `label`, `prediction`, `score`,
 `scores`), so sp-score scores both the same way. Scores are the classifier's
@@ -46,13 +46,14 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
     Rows run in batches of similar length, right-padded: the LM is causal, so
     padding after a row's last unit changes none of its states.
     """
+    from fairseq.data import data_utils
     from tqdm import tqdm
 
     from .checkpoints import load_lm
 
     lm, dictionary = load_lm(checkpoint, dict_path, device)
-    sequences = [[dictionary.eos()] + [dictionary.index(u) for u in row.units] for row in rows]
-    unknown = sum(s.count(dictionary.unk()) for s in sequences)
+    sequences = [torch.tensor([dictionary.eos()] + [dictionary.index(u) for u in row.units]) for row in rows]
+    unknown = sum(int((s == dictionary.unk()).sum()) for s in sequences)
     if unknown:
         log(f"{unknown} units not in the uLM's dictionary ({dict_path or 'beside ' + checkpoint}) read as <unk>")
     order = sorted(range(len(rows)), key=lambda i: len(sequences[i]))
@@ -61,9 +62,7 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             lengths = torch.tensor([len(sequences[i]) for i in batch], device=device)
-            tokens = torch.full((len(batch), int(lengths.max())), dictionary.pad(), dtype=torch.long, device=device)
-            for b, i in enumerate(batch):
-                tokens[b, :len(sequences[i])] = torch.tensor(sequences[i])
+            tokens = data_utils.collate_tokens([sequences[i] for i in batch], dictionary.pad()).to(device)
             _, extra = lm.decoder.extract_features(tokens, None)
             states = torch.stack(extra["inner_states"][1:], 1).transpose(0, 2)  # B x layers x T x d
             valid = (torch.arange(tokens.shape[1], device=device) < lengths[:, None]).float()[:, None, :, None]
@@ -75,7 +74,7 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
     return np.stack(out)
 
 
-@command("Linear probe baseline (tf-idf unit n-grams, or log-mel statistics): train, predict; predictions JSONL.")
+@command("Linear probe baseline (tf-idf unit n-grams, log-mel statistics or uLM states): train, predict; predictions JSONL.")
 @click.argument("train")
 @click.argument("test", default="-")
 @output_option
@@ -112,14 +111,13 @@ def main(train, test, output, features, ulm, ulm_dict, device, ngrams, kind, c, 
         device = pick_device(device)
         train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
         x_train, x_test = (ulm_states(rows, ulm, ulm_dict, device) for rows in (train_rows, test_rows))
-        featurizer = StandardScaler().fit(x_train)
-        x_train, x_test = featurizer.transform(x_train), featurizer.transform(x_test)
         what = f"uLM hidden states of {ulm}"
     else:
         (train_rows, x_train), (test_rows, x_test) = logmel_stats(train, skipper), logmel_stats(test, skipper)
-        featurizer = StandardScaler().fit(x_train)
-        x_train, x_test = featurizer.transform(x_train), featurizer.transform(x_test)
         what = "log-mel means and deviations"
+    if features != "units":  # dense features: standardised on train
+        scaler = StandardScaler().fit(x_train)
+        x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     skipper.report("lines")
     labelled = [i for i, r in enumerate(train_rows) if r.label is not None]
     if len({train_rows[i].label for i in labelled}) < 2:

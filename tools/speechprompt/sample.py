@@ -98,6 +98,8 @@ class Decoder:
               help="Half precision only on a GPU.")
 @skip_bad_option
 def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, precision, skip_bad):
+    from fairseq.data import data_utils
+
     from .prompting.plugin import read_split
 
     device = pick_device(device, precision)
@@ -134,9 +136,7 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
         for start in range(0, len(order), per_batch):
             batch = [items[j] for j in order[start:start + per_batch]]
             lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
-            prefix = torch.full((len(batch), int(lengths.max())), dictionary.pad(), device=device)
-            for row, (_, p, _) in enumerate(batch):
-                prefix[row, :len(p)] = p.to(device)
+            prefix = data_utils.collate_tokens([p for _, p, _ in batch], dictionary.pad()).to(device)
             probs = decoder.score(prefix, lengths).softmax(-1).cpu()
             for row, (i, p, gold) in enumerate(batch):
                 best = int(probs[row].argmax())
