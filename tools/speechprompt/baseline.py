@@ -74,7 +74,8 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
     return np.stack(out)
 
 
-@command("Linear probe baseline (tf-idf unit n-grams, log-mel statistics or uLM states): train, predict; predictions JSONL.")
+@command("Linear probe baseline (tf-idf unit n-grams, log-mel statistics or uLM states): train, predict; "
+         "predictions JSONL.")
 @click.argument("train")
 @click.argument("test", default="-")
 @output_option

@@ -67,8 +67,8 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
-         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience, valid_every, device, precision,
-         seed, skip_bad):
+         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience,
+         valid_every, device, precision, seed, skip_bad):
     import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -121,8 +121,8 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
     config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
-                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr, lr_schedule=lr_schedule,
-                  batch_size=batch_size, seed=seed)
+                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
+                  lr_schedule=lr_schedule, batch_size=batch_size, seed=seed)
     base_dict = os.path.abspath(base_dict) if base_dict else None
     checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
