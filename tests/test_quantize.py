@@ -160,6 +160,28 @@ def test_logmel_batching_matches_one_by_one_and_short_audio_gives_one_frame():
         assert torch.allclose(encoder.features([wave])[0], features, atol=1e-4)
 
 
+def test_logmel_post_processing_is_kaldis_add_deltas_cmvn_and_subsample():
+    x = vowels()[:8000]
+    plain = encoders.build("logmel", torch.device("cpu")).features([x])[0].numpy().astype(np.float64)
+    T = len(plain)
+
+    def delta(c):  # add-deltas, loop by loop: window 2, frames beyond the edges are the edge frames
+        at = lambda t: c[min(max(t, 0), T - 1)]  # noqa: E731
+        return np.array([sum(n * (at(t + n) - at(t - n)) for n in (1, 2)) / 10 for t in range(T)])
+
+    stacked = np.concatenate([plain, delta(plain), delta(delta(plain))], axis=1)
+    normed = (stacked - stacked.mean(axis=0)) / stacked.std(axis=0)
+    encoder = encoders.build("logmel", torch.device("cpu"), deltas=True, cmvn=True, subsample=2)
+    ours = encoder.features([x])[0].numpy()
+    assert (encoder.dim, encoder.hop, ours.shape) == (240, 50.0, (len(range(0, T, 2)), 240))
+    assert np.allclose(ours, normed[::2], atol=1e-3)
+    batched = encoder.features([x[:3000], x, vowels()[:300]])
+    assert [len(f) for f in batched] == [9, len(ours), 1] and torch.allclose(batched[1], torch.from_numpy(ours))
+    assert torch.isfinite(batched[2]).all()  # one frame: variance 0, no division by zero
+    assert encoders.build("logmel", torch.device("cpu")).spec() == {"encoder": "logmel", "bins": 80,
+                                                                    "mean_norm": False}
+
+
 # ------------------------------------------------------------------ hubert
 def test_hubert_checkpoint_loads_through_the_allowlist_and_is_deterministic(tmp_path):
     ckpt = tmp_path / "hubert.pt"
@@ -392,6 +414,10 @@ def test_kmeans_of_another_dimension_is_refused(logmel_km, tmp_path):
     assert wrong.exit_code == 2 and "--layer does not apply to the logmel encoder" in wrong.stderr
     normed = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--mean-norm"])
     assert normed.exit_code == 1 and "'mean_norm': False" in normed.stderr and "'mean_norm': True" in normed.stderr
+    cmvn = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--cmvn"])
+    assert cmvn.exit_code == 1 and "'cmvn': True" in cmvn.stderr
+    deltas = CliRunner().invoke(quantize.main, [str(manifest), "--kmeans", str(km), "--deltas"])
+    assert deltas.exit_code == 1 and "80-dim centres" in deltas.stderr and "240-dim" in deltas.stderr
 
 
 def test_logmel_end_to_end_on_a_tiny_sp_synth_corpus(tmp_path):

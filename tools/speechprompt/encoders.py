@@ -77,19 +77,33 @@ class LogMel(Encoder):
     torch rather than torchaudio or kaldi-native-fbank: torch is already there,
     the recipe stays readable, and no extra compiled dependency has to match
     the torch build. Every frame is computed alone, so batching is exact.
+
+    Kaldi's usual post-processing, each per utterance and off by default:
+    `deltas` appends first and second time derivatives (`add-deltas`, window
+    2, edge frames repeated; 3 x bins features); `mean_norm` subtracts the
+    utterance's mean and `cmvn` also divides by its standard deviation
+    (`apply-cmvn`, per utterance, with or without `--norm-vars`); `subsample`
+    keeps every n-th frame, from the first (`subsample-feats --n`).
     """
 
-    hop = 100.0
     window, shift, n_fft, preemph = 400, 160, 512, 0.97
 
-    def __init__(self, device: torch.device, bins: int = 80, mean_norm: bool = False):
-        self.device, self.dim, self.mean_norm = device, bins, mean_norm
+    def __init__(self, device: torch.device, bins: int = 80, mean_norm: bool = False, cmvn: bool = False,
+                 deltas: bool = False, subsample: int = 1):
+        if subsample < 1:
+            raise click.UsageError(f"--subsample {subsample}: keep every n-th frame, n >= 1")
+        self.device, self.bins, self.dim = device, bins, bins * (3 if deltas else 1)
+        self.mean_norm, self.cmvn, self.deltas, self.subsample = mean_norm, cmvn, deltas, subsample
+        self.hop = 100.0 / subsample
         n = torch.arange(self.window, dtype=torch.float64)
         self.povey = ((0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.window - 1))) ** 0.85).float().to(device)
         self.banks = torch.from_numpy(kaldi_mel_banks(bins, self.n_fft, self.sample_rate)).to(device)
 
     def spec(self):
-        return {"encoder": self.name, "bins": self.dim, "mean_norm": self.mean_norm}
+        spec = {"encoder": self.name, "bins": self.bins, "mean_norm": self.mean_norm}
+        # only what differs from the plain fbank, so k-means files fitted before these options still match
+        extra = {"cmvn": self.cmvn, "deltas": self.deltas, "subsample": self.subsample if self.subsample > 1 else None}
+        return {**spec, **{k: v for k, v in extra.items() if v}}
 
     def features(self, waves, max_samples=None):
         frames = [self._frames(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)) for w in waves]
@@ -98,13 +112,30 @@ class LogMel(Encoder):
         x = x - self.preemph * torch.cat([x[:, :1], x[:, :-1]], dim=1)
         spectrum = torch.fft.rfft(x * self.povey, n=self.n_fft).abs().pow(2)
         logmel = (spectrum @ self.banks).clamp_min(torch.finfo(torch.float32).eps).log()
-        out = list(logmel.split([len(f) for f in frames]))
-        return [f - f.mean(dim=0, keepdim=True) for f in out] if self.mean_norm else out
+        return [self._post(f) for f in logmel.split([len(f) for f in frames])]
+
+    def _post(self, x):
+        if self.deltas:
+            first = _delta(x)
+            x = torch.cat([x, first, _delta(first)], dim=1)
+        if self.cmvn:
+            x = (x - x.mean(dim=0)) / x.std(dim=0, unbiased=False).clamp_min(1e-5)
+        elif self.mean_norm:
+            x = x - x.mean(dim=0)
+        return x[::self.subsample]
 
     def _frames(self, wave):
         if len(wave) < self.window:  # too short for one frame (Kaldi gives none): pad to one
             wave = F.pad(wave, (0, self.window - len(wave)))
         return (wave * 32768.0).unfold(0, self.window, self.shift)
+
+
+def _delta(x, window: int = 2):
+    """Kaldi's delta of [T, dim] features: sum_n n (x[t+n] - x[t-n]) / (2 sum_n n^2), edge frames repeated."""
+    padded = torch.cat([x[:1].expand(window, -1), x, x[-1:].expand(window, -1)])
+    T, taps = len(x), range(1, window + 1)
+    total = sum(n * (padded[window + n:window + n + T] - padded[window - n:window - n + T]) for n in taps)
+    return total / (2 * sum(n * n for n in taps))
 
 
 # ---------------------------------------------------------------------- hubert
@@ -286,6 +317,10 @@ def encoder_options(function):
         click.option("--chunk-seconds", type=float,
                      help="hubert: cut longer audio into chunks this long  [default: 30]"),
         click.option("--mean-norm", is_flag=True, help="logmel: subtract each utterance's mean feature."),
+        click.option("--cmvn", is_flag=True,
+                     help="logmel: normalise each utterance's features to mean 0, variance 1."),
+        click.option("--deltas", is_flag=True, help="logmel: append first and second time derivatives."),
+        click.option("--subsample", type=int, help="logmel: keep every n-th frame  [default: 1]"),
     ]
     for option in reversed(options):
         function = option(function)
@@ -295,7 +330,7 @@ def encoder_options(function):
 def encoder_from_options(options: dict, device: torch.device) -> Encoder:
     """Pop the encoder options out of a tool's keyword arguments and build the encoder."""
     name = options.pop("encoder_name")
-    keys = ("checkpoint", "layer", "chunk_seconds", "mean_norm")
+    keys = ("checkpoint", "layer", "chunk_seconds", "mean_norm", "cmvn", "deltas", "subsample")
     return build(name, device, **{k: options.pop(k) for k in keys})
 
 
