@@ -10,6 +10,7 @@ import sys
 import types
 import warnings
 
+import click
 import joblib
 import numpy as np
 import pytest
@@ -178,6 +179,8 @@ def test_logmel_post_processing_is_kaldis_add_deltas_cmvn_and_subsample():
     batched = encoder.features([x[:3000], x, vowels()[:300]])
     assert [len(f) for f in batched] == [9, len(ours), 1] and torch.allclose(batched[1], torch.from_numpy(ours))
     assert torch.isfinite(batched[2]).all()  # one frame: variance 0, no division by zero
+    with pytest.raises(click.UsageError, match="--subsample 0"):
+        encoders.build("logmel", torch.device("cpu"), subsample=0)
     assert encoders.build("logmel", torch.device("cpu")).spec() == {"encoder": "logmel", "bins": 80,
                                                                     "mean_norm": False}
 
