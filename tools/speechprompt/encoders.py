@@ -94,16 +94,21 @@ class LogMel(Encoder):
             raise click.UsageError(f"--subsample {subsample}: keep every n-th frame, n >= 1")
         self.device, self.bins, self.dim = device, bins, bins * (3 if deltas else 1)
         self.mean_norm, self.cmvn, self.deltas, self.subsample = mean_norm, cmvn, deltas, subsample
-        self.hop = 100.0 / subsample
+        self.hop = self.sample_rate / self.shift / subsample
         n = torch.arange(self.window, dtype=torch.float64)
         self.povey = ((0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.window - 1))) ** 0.85).float().to(device)
         self.banks = torch.from_numpy(kaldi_mel_banks(bins, self.n_fft, self.sample_rate)).to(device)
 
     def spec(self):
         spec = {"encoder": self.name, "bins": self.bins, "mean_norm": self.mean_norm}
-        # only what differs from the plain fbank, so k-means files fitted before these options still match
-        extra = {"cmvn": self.cmvn, "deltas": self.deltas, "subsample": self.subsample if self.subsample > 1 else None}
-        return {**spec, **{k: v for k, v in extra.items() if v}}
+        # the options below only when set, so k-means files fitted before they existed still match
+        if self.cmvn:
+            spec["cmvn"] = True
+        if self.deltas:
+            spec["deltas"] = True
+        if self.subsample > 1:
+            spec["subsample"] = self.subsample
+        return spec
 
     def features(self, waves, max_samples=None):
         frames = [self._frames(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)) for w in waves]
