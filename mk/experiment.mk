@@ -78,10 +78,10 @@ $(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS)/testing_l
 
 ENCODER_ARGS := $(strip --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER)) $(if $(filter logmel,$(ENCODER)),$(LOGMEL_OPTS)))
 KM := $(or $(KMEANS),$(EXP)/km.bin)
-$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(T)/encoders.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
+$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(wildcard $(T)/encoders/*.py) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(SP)kmeans $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/encoders.py $(T)/dedup.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/kmeans_model.py $(wildcard $(T)/encoders/*.py) $(T)/dedup.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
 	$(SP)quantize $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(SP)dedup -o $@
 endif
 
@@ -96,7 +96,7 @@ $(EXP)/dict.txt: $(call var,K)
 
 # The linear verbalizer learns its own map: labels become class indices (`learnable`).
 LINEAR := $(filter 1 yes true,$(LINEAR_VERBALIZER))
-$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(T)/verbalize.py $(call var,VERBALIZER LINEAR_VERBALIZER SEED) | $(STAMP)
+$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(T)/verbalize.py $(T)/verbalizer.py $(call var,VERBALIZER LINEAR_VERBALIZER SEED) | $(STAMP)
 	$(SP)verbalize fit --method $(if $(LINEAR),learnable,$(VERBALIZER)) --seed $(SEED) --dict $(BIN_DICT) $< -o $@
 
 $(EXP)/lm/%.vlm: $(EXP)/lm/%.lm $(EXP)/verbalizer.json | $(STAMP)

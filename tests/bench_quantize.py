@@ -27,7 +27,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_quantize import save_hubert, vowels  # noqa: E402
 
-from speechprompt import kmeans, quantize  # noqa: E402
+from speechprompt import kmeans_model, quantize  # noqa: E402
 
 THREADS = 2
 
@@ -103,7 +103,7 @@ def main():
 
     # k-means apply alone
     for dim in (768, 80):
-        quantizer = kmeans.Quantizer(np.random.default_rng(0).standard_normal((100, dim)).astype(np.float32),
+        quantizer = kmeans_model.Quantizer(np.random.default_rng(0).standard_normal((100, dim)).astype(np.float32),
                                      torch.device("cpu"))
         frames = torch.randn(50_000, dim)
         start = time.perf_counter()

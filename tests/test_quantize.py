@@ -21,7 +21,7 @@ from scipy.signal import lfilter
 
 from conftest import sp, shell
 
-from speechprompt import encoders, kmeans, quantize
+from speechprompt import encoders, kmeans, kmeans_model, quantize
 from speechprompt.audio import resample
 
 RATE = 16000
@@ -285,16 +285,16 @@ def test_kmeans_file_is_a_joblib_minibatchkmeans(logmel_km):
     assert isinstance(model, MiniBatchKMeans) and model.cluster_centers_.shape == (8, 80)
     assert model.speechprompt_encoder_ == {"encoder": "logmel", "bins": 80, "mean_norm": False}
     assert np.array_equal(model.predict(model.cluster_centers_[::-1]), np.arange(8)[::-1])  # a usable sklearn model
-    assert np.array_equal(kmeans.load_centroids(logmel_km[0]), model.cluster_centers_.astype(np.float32))
+    assert np.array_equal(kmeans_model.load_centroids(logmel_km[0]), model.cluster_centers_.astype(np.float32))
 
 
 def test_kmeans_fit_is_seeded(logmel_km, tmp_path):
     km, manifest = logmel_km
     assert run(kmeans.main, manifest, "-o", tmp_path / "again.bin", "-k", 8, "--seed", 1).exit_code == 0
-    assert np.array_equal(kmeans.load_centroids(tmp_path / "again.bin"), kmeans.load_centroids(km))
+    assert np.array_equal(kmeans_model.load_centroids(tmp_path / "again.bin"), kmeans_model.load_centroids(km))
     assert run(kmeans.main, manifest, "-o", tmp_path / "sub.bin", "-k", 8, "--percent", 50, "--max-frames", 300,
                "--seed", 2).exit_code == 0
-    assert not np.array_equal(kmeans.load_centroids(tmp_path / "sub.bin"), kmeans.load_centroids(km))
+    assert not np.array_equal(kmeans_model.load_centroids(tmp_path / "sub.bin"), kmeans_model.load_centroids(km))
 
 
 def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(tmp_path, monkeypatch):
@@ -314,12 +314,12 @@ def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(
     monkeypatch.delitem(sys.modules, module.__name__)
     with pytest.raises(ModuleNotFoundError):
         joblib.load(path)
-    centers = kmeans.load_centroids(str(path))
+    centers = kmeans_model.load_centroids(str(path))
     assert centers.dtype == np.float32 and np.array_equal(centers, np.arange(12).reshape(3, 4))
     bad = tmp_path / "bad.bin"
     joblib.dump({"labels": [1, 2]}, bad)
     with pytest.raises(Exception, match="not a k-means model"):
-        kmeans.load_centroids(str(bad))
+        kmeans_model.load_centroids(str(bad))
 
 
 def test_reservoir_keeps_a_bounded_seeded_uniform_sample():
@@ -342,7 +342,7 @@ def test_reservoir_keeps_a_bounded_seeded_uniform_sample():
 def test_quantizer_is_the_nearest_centre():
     rng = np.random.default_rng(0)
     centers, x = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((50, 5)).astype(np.float32)
-    units = kmeans.Quantizer(centers, torch.device("cpu"))(torch.from_numpy(x)).numpy()
+    units = kmeans_model.Quantizer(centers, torch.device("cpu"))(torch.from_numpy(x)).numpy()
     assert np.array_equal(units, ((x[:, None] - centers[None]) ** 2).sum(-1).argmin(1))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import sp
 from speechprompt.io import BadInput, parse_lm
-from speechprompt.verbalize import METHODS, apply, fit, load_verbalizer
+from speechprompt.verbalizer import METHODS, apply, fit, load_verbalizer
 
 FSC = [("activate", "lights", "kitchen"), ("deactivate", "lights", "none"), ("increase", "volume", "none"),
        ("bring", "1", "none"), ("change language", "none", "none")]  # `1` is a label value, not a unit

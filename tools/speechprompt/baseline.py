@@ -22,13 +22,14 @@ import click
 import numpy as np
 import torch
 
-from .io import (BadInput, Skipper, Units, atomic_output, command, log, output_option, read_manifest, read_units,
-                 skip_bad_option)
+from .io import (BadInput, Skipper, Units, atomic_output, command, log, output_option, pick_device, read_manifest,
+                 read_units, runtime_options, skip_bad_option)
 
 
 def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
     """Rows (no units) and [N, 2 * bins] per-utterance log-mel means and standard deviations."""
-    from .encoders import build, encode
+    from .encoders import build
+    from .encoders.stream import encode
 
     encoder = build("logmel", device=torch.device("cpu"))
     rows, stats = [], []
@@ -84,18 +85,19 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
               help="units, ulm-states: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
 @click.option("--ulm", type=click.Path(exists=True, dir_okay=False), help="The unit LM of --features ulm-states.")
 @click.option("--ulm-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --ulm].")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@runtime_options()
 @click.option("--ngrams", default=3, show_default=True, help="Use unit 1..N-grams.")
 @click.option("--model", "kind", default="svm", show_default=True, type=click.Choice(["svm", "logreg"]))
 @click.option("--C", "c", default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--seed", default=0, show_default=True)
 @skip_bad_option
-def main(train, test, output, features, ulm, ulm_dict, device, ngrams, kind, c, seed, skip_bad):
+def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, kind, c, seed, skip_bad):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    device = pick_device(device, threads=threads)
     skipper = Skipper(skip_bad)
     if features == "units":
         train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
@@ -107,9 +109,6 @@ def main(train, test, output, features, ulm, ulm_dict, device, ngrams, kind, c, 
     elif features == "ulm-states":
         if not ulm:
             raise click.UsageError("--features ulm-states needs --ulm")
-        from .checkpoints import pick_device
-
-        device = pick_device(device)
         train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
         x_train, x_test = (ulm_states(rows, ulm, ulm_dict, device) for rows in (train_rows, test_rows))
         what = f"uLM hidden states of {ulm}"

@@ -19,7 +19,7 @@ import tempfile
 
 import click
 
-from .verbalize import read_dict_symbols
+from .verbalizer import read_dict_symbols
 from .io import SEP, BadInput, Skipper, UniqueIds, command, lines, log, skip_bad_option
 
 

@@ -1,4 +1,4 @@
-"""Loading fairseq checkpoints safely, and picking the device.
+"""Loading fairseq checkpoints safely.
 
 torch >= 2.6 unpickles checkpoints with `weights_only=True`. fairseq
 checkpoints also hold `argparse.Namespace` (old `args`), omegaconf configs,
@@ -75,18 +75,3 @@ def load_lm(path: str, dict_path: str | None = None, device: str | torch.device 
                 [path], arg_overrides={"data": data_dir})
     model = models[0].to(device).eval()
     return model, task.source_dictionary
-
-
-def pick_device(name: str = "auto", precision: str = "fp32") -> torch.device:
-    """`auto` is CUDA when present, else CPU. A usage error: `cuda` without a GPU, half precision on CPU."""
-    import click
-
-    if name == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    elif name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda asked for, but torch sees no CUDA device")
-    else:
-        device = torch.device(name)
-    if precision != "fp32" and device.type != "cuda":
-        raise click.UsageError(f"--precision {precision} needs a GPU (--device cuda)")
-    return device

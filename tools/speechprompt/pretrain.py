@@ -27,8 +27,8 @@ import click
 import numpy as np
 import torch
 
-from .checkpoints import fairseq_globals, load_lm, pick_device
-from .io import BadInput, command, log
+from .checkpoints import fairseq_globals, load_lm
+from .io import BadInput, command, log, pick_device, runtime_options
 
 # name: (layers, embed dim, ffn dim, heads, default lr).  `big` is GSLM's transformer_lm_big shape.
 SIZES = {
@@ -60,6 +60,8 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
             "--log-interval", log_interval, "--distributed-world-size", 1]
     if device.type == "cpu":
         argv.append("--cpu")
+    else:
+        argv += ["--device-id", device.index or 0]
     if precision != "fp32":
         argv.append(f"--{precision}")
     if tensorboard_logdir:
@@ -145,21 +147,15 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--warmup-updates", type=int, default=50, show_default=True, help="inverse_sqrt warm-up.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="bf16/fp16 only on a GPU.")
+@runtime_options(precision=True)
 @click.option("--tensorboard-logdir", type=click.Path(file_okay=False), help="Write TensorBoard logs here.")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
-@click.option("--threads", type=int, default=0, show_default=True,
-              help="CPU threads for torch (0: torch's default). On a CPU shared with other jobs, 1 is often fastest.")
 def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
-         lr, warmup_updates, dropout, seed, device, precision, tensorboard_logdir, log_interval, threads):
+         lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
     for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
         if not os.path.exists(os.path.join(data, name)):
             raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
-    device = pick_device(device, precision)
-    if threads:
-        torch.set_num_threads(threads)
+    device = pick_device(device, precision, threads)
     base = SIZES[size][:4]
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:

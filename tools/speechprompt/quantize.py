@@ -13,11 +13,11 @@ import click
 import torch
 from tqdm import tqdm
 
-from .checkpoints import pick_device
-from .encoders import encode, encoder_from_options, encoder_options
+from .encoders import encoder_from_options, encoder_options
+from .encoders.stream import encode
 from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
-                 read_manifest, skip_bad_option)
-from .kmeans import Quantizer, load_kmeans
+                 pick_device, read_manifest, runtime_options, skip_bad_option)
+from .kmeans_model import Quantizer, load_kmeans
 
 
 def shard(items: list, index: int, count: int) -> list:
@@ -33,24 +33,19 @@ def shard(items: list, index: int, count: int) -> list:
 @encoder_options
 @click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per batch, counting padding.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Utterances per batch (instead of --batch-seconds).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@runtime_options()
 @click.option("--shard", "shard_index", default=0, show_default=True, help="Which shard to do (0-based).")
 @click.option("--num-shards", default=1, show_default=True, type=click.IntRange(min=1),
               help="Split the manifest in this many contiguous shards.")
-@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
-@click.option("--seed", default=0, show_default=True, help="torch seed (the encoders are deterministic anyway).")
 @skip_bad_option
-def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads, seed,
+def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads,
          skip_bad, **options):
     if not 0 <= shard_index < num_shards:
         raise click.UsageError(f"--shard {shard_index} is not in 0..{num_shards - 1}")
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     skipper = Skipper(skip_bad)
     utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)  # cheap checks first
     centers, fitted_on = load_kmeans(kmeans_path)
-    device = pick_device(device)
+    device = pick_device(device, threads=threads)
     encoder = encoder_from_options(options, device)
     quantizer = Quantizer(centers, device)
     if quantizer.dim != encoder.dim:

@@ -25,8 +25,9 @@ import json
 import click
 import torch
 
-from .checkpoints import file_hash, load_checkpoint, pick_device
-from .io import BadInput, Skipper, atomic_output, command, log, output_option, skip_bad_option
+from .checkpoints import file_hash, load_checkpoint
+from .io import (BadInput, Skipper, atomic_output, command, log, output_option, pick_device, runtime_options,
+                 skip_bad_option)
 
 
 def load_prompt(path: str, device, base: str | None = None):
@@ -93,23 +94,21 @@ class Decoder:
 @click.option("--base", type=click.Path(exists=True, dir_okay=False), help="The base LM, if it moved [default: as recorded].")
 @output_option
 @click.option("--batch-size", default=64, show_default=True, help="Sentences per forward pass.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
-              help="Half precision only on a GPU.")
+@runtime_options(precision=True)
 @skip_bad_option
-def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, precision, skip_bad):
+def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, threads, precision, skip_bad):
     from fairseq.data import data_utils
 
     from .prompting.plugin import read_split
 
-    device = pick_device(device, precision)
+    device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base)
     if precision != "fp32":
         model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
     dictionary = _dictionary(ckpt)
     vb = None
     if verbalizer:
-        from .verbalize import load_verbalizer
+        from .verbalizer import load_verbalizer
         vb = load_verbalizer(verbalizer)
     to_label = (lambda tokens: vb.decode(tokens, default="<unk>")) if vb else " ".join
     candidates = ckpt["labels"]

@@ -16,8 +16,8 @@ import sys
 import click
 import torch
 
-from .checkpoints import fairseq_globals, file_hash, load_checkpoint, pick_device
-from .io import BadInput, atomic_path, command, log
+from .checkpoints import fairseq_globals, file_hash, load_checkpoint
+from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
 
 
 def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str], int]:
@@ -61,14 +61,12 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
 @click.option("--patience", default=3, show_default=True, help="Stop when valid accuracy has not improved for this many validations.")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
-              help="Half precision only on a GPU.")
+@runtime_options(precision=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
          num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience,
-         valid_every, device, precision, seed, skip_bad):
+         valid_every, device, threads, precision, seed, skip_bad):
     import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -79,7 +77,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             handler.setStream(sys.stderr)
     if warmup_updates and lr_schedule != "linear":
         raise click.UsageError("--warmup-updates needs --lr-schedule linear")
-    device = pick_device(device, precision)
+    device = pick_device(device, precision, threads)
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
@@ -108,7 +106,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
     argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
     argv += ["--finetune"] * finetune + ["--skip-bad"] * skip_bad
-    argv += ["--cpu"] if device.type == "cpu" else []
+    argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
     argv += {"fp32": [], "bf16": ["--bf16"], "fp16": ["--fp16"]}[precision]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     with fairseq_globals():
