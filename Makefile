@@ -2,6 +2,7 @@
 #   make setup            create .venv/ with the stack
 #   make test             run the tests
 #   make bench            print the benchmarks (ratios measured side by side)
+#   make gpu-check        the GPU check, one line per item (tests/gpu_check.sh; GPU parts skipped without CUDA)
 #   make TASK=SCR predict run a whole experiment (see README.md)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -14,7 +15,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 TASK ?= SCR
 include mk/setup.mk
 # The experiment (per-task settings, then the generic stages) is read only for experiment goals.
-ifneq ($(filter-out setup test bench help,$(MAKECMDGOALS)),)
+ifneq ($(filter-out setup test bench gpu-check help,$(MAKECMDGOALS)),)
 include tasks/$(TASK).mk
 include mk/experiment.mk
 endif
@@ -28,4 +29,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for b in tests/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-.PHONY: help test bench
+gpu-check:
+	bash tests/gpu_check.sh
+
+.PHONY: help test bench gpu-check

@@ -1,10 +1,11 @@
 """Benchmark: `sp-dedup | sp-lmdata` throughput on the shared real units (goal: >= 1 M units/s)."""
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+BIN = Path(os.environ.get("SP_BIN") or Path(sys.executable).parent)  # as in conftest.py
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsc-hubert100" / "train.txt"
 
 

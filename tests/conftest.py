@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the venv that runs pytest holds the sp-* commands
+# The sp-* commands: those of the venv that runs pytest, or SP_BIN's (a machine without the venv,
+# such as tests/gpu_check.sh's, puts small launchers there).
+BIN = Path(os.environ.get("SP_BIN") or Path(sys.executable).parent)
 SHARED_UNITS = ROOT.parent / "shared" / "data" / "gsc-hubert100"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one; run by tests/gpu_check.sh)")
 
 
 def sp(tool, *args, input=None, check=True, cwd=None):

@@ -359,6 +359,8 @@ def pick_device(name: str = "auto", precision: str = "fp32", threads: int | None
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageProblem(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        if device.index is not None:  # code that says only "cuda" (fairseq's trainer) uses it too
+            torch.cuda.set_device(device.index)
     if precision != "fp32" and device.type != "cuda":
         raise UsageProblem(f"--precision {precision} needs a GPU (--device cuda)")
     return device

@@ -29,6 +29,7 @@ import torch
 
 from .checkpoints import fairseq_globals, load_lm
 from .io import BadInput, command, log, pick_device, runtime_options
+from .precision import amp_argv, fairseq_autocast
 
 # name: (layers, embed dim, ffn dim, heads, default lr).  `big` is GSLM's transformer_lm_big shape.
 SIZES = {
@@ -62,14 +63,13 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
         argv.append("--cpu")
     else:
         argv += ["--device-id", device.index or 0]
-    if precision != "fp32":
-        argv.append(f"--{precision}")
+    argv += amp_argv(precision)
     if tensorboard_logdir:
         argv += ["--tensorboard-logdir", tensorboard_logdir]
     return [str(a) for a in argv]
 
 
-def train(argv: list[str]) -> None:
+def train(argv: list[str], precision: str = "fp32") -> None:
     """fairseq-train's main, in this process, logging to stderr."""
     from fairseq import distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -81,7 +81,7 @@ def train(argv: list[str]) -> None:
     with warnings.catch_warnings():  # hydra's deprecation notices about fairseq's config store
         warnings.simplefilter("ignore", UserWarning)
         cfg = convert_namespace_to_omegaconf(args)
-    with fairseq_globals():
+    with fairseq_globals(), fairseq_autocast(precision):
         distributed_utils.call_main(cfg, fairseq_train.main)
 
 
@@ -167,7 +167,7 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
                             seed, device, precision, dropout, tensorboard_logdir, log_interval, shape)
         log(f"{size} transformer_lm {'x'.join(map(str, shape))} on {device}: fairseq-train {' '.join(argv)}")
         started = time.time()
-        train(argv)
+        train(argv, precision)
         seconds = time.time() - started
         best = os.path.join(work, "checkpoint_best.pt")
         if not os.path.exists(best):

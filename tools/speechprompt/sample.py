@@ -26,6 +26,7 @@ import click
 import torch
 
 from .checkpoints import file_hash, load_checkpoint
+from .precision import autocast
 from .io import (BadInput, Skipper, atomic_output, command, log, output_option, pick_device, runtime_options,
                  skip_bad_option)
 
@@ -103,8 +104,6 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
 
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base)
-    if precision != "fp32":
-        model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
     dictionary = _dictionary(ckpt)
     vb = None
     if verbalizer:
@@ -131,7 +130,7 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
     per_batch = batch_size if decoder.one_pass else max(1, batch_size // len(candidates))
     order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
     results = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for start in range(0, len(order), per_batch):
             batch = [items[j] for j in order[start:start + per_batch]]
             lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)

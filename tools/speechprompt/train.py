@@ -18,6 +18,7 @@ import torch
 
 from .checkpoints import fairseq_globals, file_hash, load_checkpoint
 from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
+from .precision import amp_argv, fairseq_autocast
 
 
 def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str], int]:
@@ -107,9 +108,9 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
     argv += ["--finetune"] * finetune + ["--skip-bad"] * skip_bad
     argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
-    argv += {"fp32": [], "bf16": ["--bf16"], "fp16": ["--fp16"]}[precision]
+    argv += amp_argv(precision)
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    with fairseq_globals():
+    with fairseq_globals(), fairseq_autocast(precision):
         try:
             fairseq_train.main(cfg)
         except ValueError as error:  # a bad sentence in a split (see --skip-bad)
