@@ -61,7 +61,11 @@ if [ -n "$WHEELS" ]; then
     # (the fairseq wheel's extensions load with either).
     if [ -d "$SITE/numpy" ] && ! "$py" -c 'import scipy.signal, sklearn.svm' > "$LOGS/numpy.log" 2>&1; then
         rm -rf "$SITE"/numpy "$SITE"/numpy-*.dist-info "$SITE"/numpy.libs
-        say "install: the carried numpy does not suit this machine's scipy/scikit-learn ($(tail -1 "$LOGS/numpy.log")): using its own"
+        # fairseq 0.12 reads numpy.compat.long (numpy 1.x; it was `int`), which numpy 2 removed; its other
+        # numpy uses and its compiled extensions work with numpy 2 (checked with numpy 2.2 on the CPU).
+        printf '%s\n' 'import types, numpy' \
+            'if not hasattr(numpy, "compat"):' '    numpy.compat = types.SimpleNamespace(long=int)' > "$SITE/sitecustomize.py"
+        say "install: the carried numpy does not suit this machine's scipy/scikit-learn ($(tail -1 "$LOGS/numpy.log")): using its own, with numpy.compat.long for fairseq"
     fi
 fi
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && [ -z "$WHEELS" ] && echo "$ROOT/.venv/bin/python" || command -v python3 )}
@@ -98,7 +102,7 @@ if [ "$CUDA" != 1 ] && [ -n "${CHECK_ON_CPU:-}" ]; then DEVICE=cpu PRECISION=fp3
 # ------------------------------------------------------------ tests marked cuda
 t=$SECONDS
 if [ "$CUDA" = 1 ]; then
-    timeout "$(limit 150)" "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+    timeout "$(limit 150)" "$PYTHON" -m pytest -q -rfE --durations=5 -o faulthandler_timeout=120 -p no:cacheprovider -m cuda tests/test_cuda.py > "$LOGS/tests.log" 2>&1
     rc=$?
     say "tests: $([ $rc = 0 ] && echo ok || echo "FAIL (rc $rc)"), $(grep -E '[0-9]+ (passed|failed|error|skipped)' "$LOGS/tests.log" | tail -1) ($(( SECONDS - t )) s)"
 else
