@@ -292,10 +292,20 @@ def test_server_down_gives_one_line_with_the_url_and_a_file_placed_by_hand_is_us
     placed = sp("assets", "get", "tiny8", "kmeans", "--mirror", mirror)
     assert placed.stdout == f"kmeans\t{env / 'tiny/km8/km.bin'}\n"
     assert (env / "assets.lock").read_text() == f"{sha(tiny_files['tiny/km8/km.bin'])}  tiny/km8/km.bin\n"
+    # an archive placed by hand as it was downloaded is unpacked
+    (env / "tiny/lm_km8").mkdir(parents=True)
+    (env / "tiny/lm_km8/tiny8_lm.tgz").write_bytes(tiny_files["tiny/lm_km8/tiny8_lm.tgz"])
+    unpacked = sp("assets", "get", "tiny8", "ulm", "dict", "--mirror", mirror).stdout
+    assert unpacked == f"ulm\t{env}/tiny/lm_km8/tiny8_lm/tiny8_lm/checkpoint_best.pt\n" \
+                       f"dict\t{env}/tiny/lm_km8/tiny8_lm/tiny8_lm/dict.txt\n"
+    assert not (env / "tiny/lm_km8/tiny8_lm.tgz").exists()
 
 
-def test_usage_errors_are_one_line(env):
-    for args, message in [(["nosuch"], "no bundle 'nosuch'"), (["tiny8", "nokey"], "no file 'nokey'")]:
+def test_usage_errors_are_one_line(env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "speechprompt-assets/1", "sha256": {"a/b.pt": "3f5c"}, "bundles": {}}')
+    for args, message in [(["nosuch"], "no bundle 'nosuch'"), (["tiny8", "nokey"], "no file 'nokey'"),
+                          (["tiny8", "--registry", bad], f"{bad}: bad asset registry: sha256 of 'a/b.pt'")]:
         result = sp("assets", "get", *args, check=False)
         assert message in one_error_line(result)
 
@@ -372,3 +382,20 @@ def test_make_with_assets_fetches_the_bundle_shows_its_paths_and_predicts(speech
         assert make("-q", *args, "ULM_EPOCHS=1", "EPOCHS=2", "predict", env=env, check=False).returncode == 0
     finally:
         server.close()
+
+
+def test_make_refuses_audio_for_a_bundle_whose_encoder_is_not_here(server, tmp_path, tiny_files):
+    units_only = {"about": "a uLM for units made elsewhere", "files": TINY["files"],
+                  "make": {"ULM": "{ulm}", "DICT": "{dict}", "LR": "0.005"}, "units_only": "no such encoder here"}
+    env = dict(os.environ, SPEECHPROMPT_CACHE=str(tmp_path / "cache"),
+               SPEECHPROMPT_REGISTRY=str(registry(tmp_path / "registry.json", {"elsewhere": units_only})))
+    args = ["-n", "TASK=SCR", f"EXP={tmp_path}/exp", "ASSETS=elsewhere", f"ASSETS_MIRROR={server.url}", "predict"]
+    refused = make(*args, env=env, check=False)
+    assert refused.returncode != 0 and "ASSETS=elsewhere: no such encoder here" in refused.stderr
+    assert sorted(p for p, _ in server.gets()) == ["tiny/lm_km8/tiny8_lm.tgz"]  # only what the settings name
+    units = tmp_path / "units"
+    units.mkdir()
+    for split in ["train", "valid", "test"]:
+        (units / f"{split}.txt").write_text(f"{split}1|1 2 3|yes\n")
+    dry = make(*args[:-1], f"UNITS={units}", "predict", env=env).stdout
+    assert f"--base {tmp_path}/cache/tiny/lm_km8/tiny8_lm/tiny8_lm/checkpoint_best.pt " in dry

@@ -142,6 +142,10 @@ def read_registry(path: str) -> dict[str, Bundle]:
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise _bad_registry(f'expected {{"format": "{FORMAT}", "bundles": {{...}}}}', path)
     base_url, pins = spec.get("base_url", GSLM_HOST), spec.get("sha256", {})
+    for url, digest in pins.items():
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
+            raise _bad_registry(f"sha256 of {url!r} is not 64 hex digits", path)
+    pins = {url: digest.lower() for url, digest in pins.items()}
     bundles = {}
     for name, entry in spec.get("bundles", {}).items():
         try:
@@ -298,8 +302,9 @@ def download(url: str, part: str, where_by_hand: str) -> None:
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = _reason(error)
         kept = os.path.getsize(part) if os.path.exists(part) else 0
-        resume = f"{kept} bytes kept in {part}, run again to resume; " if kept else ""
-        raise BadInput(f"cannot download ({reason}); {resume}or place the file by hand at {where_by_hand}", url)
+        resume = f"{kept} bytes kept in {part}: run again to resume, or " if kept else ""
+        raise BadInput(f"cannot download ({reason}); {resume}place the file by hand at {where_by_hand} "
+                       "to skip the download", url)
 
 
 # --------------------------------------------------------------- unpacking
