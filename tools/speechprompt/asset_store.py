@@ -131,7 +131,7 @@ def _bad_registry(message: str, path: str):
 
 
 def read_registry(path: str) -> dict[str, Bundle]:
-    """A user registry (JSON, README "Assets"): bundles that add to or replace the built-in ones."""
+    """A user registry (JSON, README "With the real GSLM assets"): bundles that add to or replace the built-in ones."""
     try:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
@@ -449,7 +449,7 @@ class Store:
             os.unlink(source_file)  # the unpacked directory is what the bundle uses
         elif not by_hand:
             os.replace(source_file, path)
-        if url_path not in lock.hashes:
+        if lock.hashes.get(url_path) != digest:  # first entry, or a hash given or pinned since
             lock.record(url_path, digest)
             log(f"{url_path}: sha256 {digest} recorded in {lock.path}")
 
