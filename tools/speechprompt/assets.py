@@ -14,7 +14,8 @@ from .io import BadInput, atomic_output, output_option
 registry_option = click.option(
     "--registry", "registries", multiple=True, type=click.Path(exists=True, dir_okay=False),
     envvar="SPEECHPROMPT_REGISTRY",
-    help="A JSON file of more bundles (README: \"With the real GSLM assets\"); repeatable; env SPEECHPROMPT_REGISTRY (':'-separated).")
+    help="A JSON file of more bundles (README: \"With the real GSLM assets\"); repeatable; "
+         "env SPEECHPROMPT_REGISTRY (':'-separated).")
 mirror_option = click.option("--mirror", envvar="SPEECHPROMPT_MIRROR", metavar="URL",
                              help="Take the same paths from this host instead [env SPEECHPROMPT_MIRROR].")
 cache_option = click.option("--cache", default=cache_dir, metavar="DIR", show_default="$SPEECHPROMPT_CACHE, else "
