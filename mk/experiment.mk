@@ -38,15 +38,16 @@ T := tools/speechprompt
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
+include mk/assets.mk
 
 # ------------------------------------------------------ variables as files
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
-TRACKED := DATA UNITS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
+TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
-ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
 else
 DIRTY := $(CHANGED)
