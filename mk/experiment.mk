@@ -32,6 +32,9 @@ LR ?= 0.005
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
 SYNTH_SPEAKERS ?= 200
+# The headline metric of summary.txt (accuracy, macro_f1, f1, eer) and the label whose F1/EER is reported.
+METRIC ?= accuracy
+POSITIVE ?=
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -46,6 +49,7 @@ include mk/assets.mk
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
+TRACKED += METRIC POSITIVE
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -127,8 +131,9 @@ $(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,P
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
-$(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py | $(STAMP)
-	$(SP)score $< --confusion $(EXP)/confusion.png -o $@
+SCORE_ARGS := --metric $(METRIC) $(if $(POSITIVE),--positive '$(POSITIVE)')
+$(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py $(call var,METRIC POSITIVE) | $(STAMP)
+	$(SP)score $< $(SCORE_ARGS) --confusion $(EXP)/confusion.png -o $@
 
 # Baselines on the same split: a tf-idf linear probe on the units, and (from
 # audio) a linear probe on log-mel statistics, which needs no units at all.
@@ -138,14 +143,14 @@ $(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv 
 $(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv $(T)/baseline.py | $(STAMP)
 	$(SP)baseline --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
 
-$(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(T)/score.py | $(STAMP)
-	$(SP)score $< -o $@
+$(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(T)/score.py $(call var,METRIC POSITIVE) | $(STAMP)
+	$(SP)score $< $(SCORE_ARGS) -o $@
 
+# One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`.
 SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)
+HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
 $(EXP)/summary.txt: $(SCORES)
-	for m in $^; do \
-	  echo "$(TASK) test accuracy $$($(BIN)/python -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' $$m)  $$m"; \
-	done > $@
+	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
 predict: $(EXP)/summary.txt

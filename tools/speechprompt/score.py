@@ -3,10 +3,14 @@
     sp-score test.jsonl -o metrics.json --confusion confusion.png [--reference test.units]
 
 Metrics: `accuracy` (exact match of the whole label), `macro_f1` over labels,
-for multi-slot labels `slot_accuracy` (one per slot), for two-class tasks `eer`
-from the predictions' `scores`, and the confusion matrix. The truth is each
-record's `label`, or with `--reference` the label of a units table joined by
-id: a reference id without a prediction counts as wrong (`missing`).
+for multi-slot labels `slot_accuracy` (one per slot), `f1` of the `positive`
+label (`--positive`; two-class tasks default to the second label in sorted
+order), for two-class tasks `eer` from the predictions' per-label `scores`,
+and the confusion matrix. `better` says for each metric whether higher or lower
+is better; `headline` is the metric `--metric` names, with its value and
+direction (what Make's summary prints). The truth is each record's `label`, or
+with `--reference` the label of a units table joined by id: a reference id
+without a prediction counts as wrong (`missing`).
 """
 import json
 
@@ -41,8 +45,15 @@ def eer(truth: list[bool], scores: list[float]) -> float:
     return float((fpr[i] + fnr[i]) / 2)
 
 
+BETTER = {"accuracy": "higher", "macro_f1": "higher", "slot_accuracy": "higher", "f1": "higher", "eer": "lower"}
+HEADLINES = ("accuracy", "macro_f1", "f1", "eer")  # the single-number metrics a task can name
+NEEDS = {"f1": "a positive label (--positive, or two classes)",
+         "eer": "two classes, a positive label and per-label scores for every record"}
+
+
 def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None = None) -> dict:
-    """`pairs`: (truth, prediction or None); `scores`: per record {label: score}, for EER."""
+    """`pairs`: (truth, prediction or None); `scores`: per record {label: score}, for EER;
+    `positive`: the label whose F1 (and, with two classes, EER) is reported."""
     from sklearn.metrics import f1_score
 
     truth = [t for t, _ in pairs]
@@ -54,9 +65,12 @@ def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None
     if slots > 1:
         result["slot_accuracy"] = [float(np.mean([(t.split() + [None] * slots)[s] == (p.split() + [None] * slots)[s]
                                                   for t, p in zip(truth, pred)])) for s in range(slots)]
-    if len(labels) == 2 and scores and all(s and positive in s for s in scores):
+    if positive is not None and pairs:
+        result["positive"] = positive
+        result["f1"] = float(f1_score([t == positive for t in truth], [p == positive for p in pred], zero_division=0))
+    if len(labels) == 2 and positive in labels and scores and all(s and positive in s for s in scores):
         result["eer"] = eer([t == positive for t in truth], [s[positive] for s in scores])
-        result["eer_positive"] = positive
+    result["better"] = {k: v for k, v in BETTER.items() if k in result}
     index = {label: i for i, label in enumerate(labels)}
     columns = labels + sorted(set(pred) - set(labels))
     matrix = np.zeros((len(labels), len(columns)), dtype=int)
@@ -95,9 +109,12 @@ def plot_confusion(confusion: dict, path: str) -> None:
 @click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix to this PNG.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Units table (TSV or GSLM) with the true labels, joined by id.")
-@click.option("--positive", help="Positive class for EER in a two-class task [default: the second label in sorted order].")
+@click.option("--positive", help="The positive label: its F1 (`f1`), and EER in a two-class task "
+                                 "[default: with two classes, the second label in sorted order].")
+@click.option("--metric", "headline", type=click.Choice(HEADLINES), default="accuracy", show_default=True,
+              help="The headline metric, recorded as `headline` (an error if it cannot be computed here).")
 @skip_bad_option
-def main(input, output, confusion, reference, positive, skip_bad):
+def main(input, output, confusion, reference, positive, headline, skip_bad):
     skipper = Skipper(skip_bad)
     records = read_predictions(input, skipper)
     if reference:
@@ -110,8 +127,14 @@ def main(input, output, confusion, reference, positive, skip_bad):
     ids = list(truth)
     pairs = [(truth[uid], records[uid]["prediction"] if uid in records else None) for uid in ids]
     labels = sorted(set(truth.values()))
+    if positive is not None and positive not in labels:
+        raise BadInput(f"--positive {positive!r} is not a true label here (labels: {' '.join(labels[:10])})",
+                       reference or input)
     positive = positive or (labels[1] if len(labels) == 2 else None)
     result = metrics(pairs, [records.get(uid, {}).get("scores") for uid in ids], positive)
+    if headline not in result:
+        raise BadInput(f"--metric {headline} needs {NEEDS[headline]}", reference or input)
+    result["headline"] = {"metric": headline, "value": result[headline], "better": BETTER[headline]}
     result["missing"] = sum(uid not in records for uid in ids)
     result["unscored"] = sum(uid not in truth for uid in records)
     with atomic_output(output) as out:
@@ -119,7 +142,7 @@ def main(input, output, confusion, reference, positive, skip_bad):
         out.write("\n")
     if confusion:
         plot_confusion(result["confusion"], confusion)
-    extra = "".join(f", {k} {result[k]:.4f}" for k in ("eer",) if k in result)
+    extra = "".join(f", {k} of {result['positive']!r} {result[k]:.4f}" for k in ("f1", "eer") if k in result)
     slots = f", slots {' '.join(f'{a:.4f}' for a in result['slot_accuracy'])}" if "slot_accuracy" in result else ""
     log(f"{result['n']} scored: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}{extra}{slots}"
         f"; {result['missing']} missing, {result['unscored']} without truth")
