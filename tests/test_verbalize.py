@@ -1,4 +1,5 @@
 """sp-verbalize: fit / apply / invert, every method, multi-slot labels, the errors."""
+import collections
 import json
 import random
 
@@ -99,3 +100,45 @@ def test_cli_fit_apply_invert(tmp_path):
     assert bad.returncode == 1 and "<stdin>:2: label value never seen in train: 'dim'" in bad.stderr
     skipped = sp("verbalize", "apply", "--skip-bad", tmp_path / "v.json", input=rows[1] + "\n" + unseen)
     assert len(skipped.stdout.splitlines()) == 1 and "skipped 1 bad lines" in skipped.stderr
+
+
+def test_spelled_writes_1251_classes_as_two_unit_tokens_each():
+    rng = random.Random(5)
+    speakers = [f"id{10001 + i}" for i in range(1251)]
+    rows = [f"u{i:05d}\t{' '.join(str(rng.randrange(100)) for _ in range(6))} <s> {speaker}"
+            for i, speaker in enumerate(speakers * 2)]
+    lines = parsed(rows)
+    vocabulary = [str(i) for i in range(100)]
+    verbalizer = fit(lines, "spelled", vocabulary=vocabulary)
+    assert verbalizer.length == 2 and len(verbalizer.classes) == 1251  # 100 ** 1 < 1251 <= 100 ** 2
+    spellings = [verbalizer.map[v].split() for v in verbalizer.classes]
+    assert all(len(s) == 2 and all(t in vocabulary for t in s) for s in spellings)
+    assert len({tuple(s) for s in spellings}) == 1251  # injective
+    # digit d is the d-th most frequent train unit: class index = first digit * 100 + second digit
+    units = collections.Counter(u for line in lines for u in line.units)
+    digit = {u: d for d, u in enumerate(sorted(vocabulary, key=lambda u: (-units[u], int(u))))}
+    assert [digit[a] * 100 + digit[b] for a, b in spellings] == list(range(1251))
+    for line in lines[:50]:
+        out = apply(verbalizer, line)
+        assert len(out.label) == 2 and verbalizer.decode(out.label) == line.label[0]
+        assert apply(verbalizer, out, invert=True).label == line.label
+    with pytest.raises(BadInput, match="token of no class"):
+        apply(verbalizer, parse_lm("b\t1 2 <s> 3", "y:1"), invert=True)  # one token: half a spelling
+
+
+def test_spelled_with_fewer_classes_than_units_is_freq_and_multi_slot_labels_spell_each_value():
+    lines = parsed(lm_lines())
+    assert fit(lines, "spelled").map == fit(lines, "freq").map
+    few = [str(i) for i in range(3)]  # 3 digits for 11 values: 3 tokens a value
+    verbalizer = fit(lines, "spelled", vocabulary=few + ["activate"])
+    assert verbalizer.length == 3
+    bring = next(line for line in lines if line.label[0] == "bring")
+    assert len(apply(verbalizer, bring).label) == 3 * 3 and verbalizer.decode(verbalizer.encode(bring.label)) == "bring 1 none"
+
+
+def test_learnable_spells_class_indices_past_the_vocabulary_in_numeric_order():
+    lines = parsed([f"u{i}\t1 2 <s> c{i:03d}" for i in range(150)])
+    verbalizer = fit(lines, "learnable", vocabulary=[str(i) for i in range(100)])
+    assert verbalizer.length == 2
+    assert [verbalizer.map[v] for v in verbalizer.classes[:3]] == ["0 0", "0 1", "0 2"]
+    assert verbalizer.map[verbalizer.classes[149]] == "1 49"

@@ -26,7 +26,8 @@ def main():
 @click.option("-o", "--output", default="-", show_default=True, help="Verbalizer JSON, - for stdout.")
 @click.option("--method", type=click.Choice(METHODS), default="freq", show_default=True,
               help="freq: i-th most frequent value -> i-th most frequent train unit; random: seeded; "
-                   "identity: the value itself; learnable: the class index (linear verbalizer).")
+                   "identity: the value itself; spelled: the class index in base V over the unit tokens "
+                   "(several tokens a value, any number of classes); learnable: the class index (linear verbalizer).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --method random.")
 @click.option("--dict", "dict_path", type=click.Path(exists=True, dir_okay=False),
               help="The uLM's dict.txt: its tokens are the allowed targets (default: units seen in train).")

@@ -4,9 +4,13 @@ One injective map covers every distinct slot value of the train labels (a
 value shared by two slots, like FSC's `none`, gets one token).  Methods:
 `freq` (the i-th most frequent value -> the i-th most frequent unit of the
 train units, as SpeechPrompt), `random` (seeded), `identity` (the value is
-itself a token) and `learnable` (the value -> its class index, the target of
-the linear verbalizer).  Class index = position in `classes`: values by
-descending train frequency, ties by value.
+itself a token), `spelled` (the value's class index written in base V over the
+V unit tokens, most frequent train units first: ceil(log_V C) tokens a value,
+so any number of classes fits; with C <= V it is `freq`) and `learnable` (the
+class index for the linear verbalizer: the unit token of that number, or
+spelled in base V over the units in numeric order when C > V).  Class index =
+position in `classes`: values by descending train frequency, ties by value.
+Every value maps to `length` tokens (1 except for spelled labels).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import random
 from .io import BadInput, LMLine
 
 FORMAT = "speechprompt-verbalizer/1"
-METHODS = ("freq", "random", "identity", "learnable")
+METHODS = ("freq", "random", "identity", "spelled", "learnable")
 
 
 class Verbalizer:
@@ -31,6 +35,7 @@ class Verbalizer:
         self.map: dict[str, str] = dict(spec["map"])
         self.classes: list[str] = list(spec["classes"])
         self.num_slots: int = spec["num_slots"]
+        self.length: int = spec.get("length", 1)  # tokens per value
         self.inverse: dict[str, str] = {token: value for value, token in self.map.items()}
         self.index: dict[str, int] = {value: i for i, value in enumerate(self.classes)}
         if len(self.inverse) != len(self.map):
@@ -38,13 +43,17 @@ class Verbalizer:
 
     def encode(self, label: list[str]) -> list[str]:
         """Slot values -> tokens; KeyError names a value never seen in train."""
-        return [self.map[value] for value in label]
+        return [token for value in label for token in self.map[value].split()]
+
+    def words(self, tokens: list[str]) -> list[str]:
+        """Tokens grouped `length` at a time: what each value was mapped to."""
+        return [" ".join(tokens[i:i + self.length]) for i in range(0, len(tokens), self.length)]
 
     def decode(self, tokens: list[str], default: str | None = None) -> str:
-        """Tokens -> the label string; a token of no class is KeyError, or `default` if given."""
+        """Tokens -> the label string; tokens of no class are KeyError, or `default` if given."""
         if default is None:
-            return " ".join(self.inverse[token] for token in tokens)
-        return " ".join(self.inverse.get(token, default) for token in tokens)
+            return " ".join(self.inverse[word] for word in self.words(tokens))
+        return " ".join(self.inverse.get(word, default) for word in self.words(tokens))
 
     def dump(self, f) -> None:
         json.dump(self.spec, f, indent=1, ensure_ascii=False)
@@ -70,6 +79,15 @@ def read_dict_symbols(path: str) -> list[str]:
     return symbols
 
 
+def spell(count: int, alphabet: list[str]) -> list[str]:
+    """Class indices 0..count-1 written in base len(alphabet) with its tokens as digits, most significant
+    first, all of the same length ceil(log_V count) (at least 1): distinct indices, distinct spellings."""
+    base, length = len(alphabet), 1
+    while base ** length < count:
+        length += 1
+    return [" ".join(alphabet[i // base ** p % base] for p in reversed(range(length))) for i in range(count)]
+
+
 def fit(lines: list[LMLine], method: str, seed: int = 0, vocabulary: list[str] | None = None) -> Verbalizer:
     """Fit on train LM lines. `vocabulary`: the uLM's tokens (default: the units seen in train)."""
     values = collections.Counter(v for line in lines for v in line.label)
@@ -84,7 +102,7 @@ def fit(lines: list[LMLine], method: str, seed: int = 0, vocabulary: list[str] |
         ranked = [u for u in sorted(units, key=lambda u: (-units[u], int(u))) if u in known]
         if len(classes) > len(ranked):
             raise BadInput(f"freq: {len(classes)} label values but only {len(ranked)} distinct source "
-                           "tokens in the train units; use --method learnable or identity")
+                           "tokens in the train units; use --method spelled, learnable or identity")
         targets = ranked[:len(classes)]
     elif method == "random":
         if len(classes) > len(vocab):
@@ -92,11 +110,18 @@ def fit(lines: list[LMLine], method: str, seed: int = 0, vocabulary: list[str] |
         targets = random.Random(seed).sample(sorted(vocab), len(classes))
     elif method == "identity":
         targets = classes
-    elif method == "learnable":
-        targets = [str(i) for i in range(len(classes))]
+    elif method in ("spelled", "learnable"):
+        digits = list(dict.fromkeys(t for t in vocab if t.isdigit()))
+        if len(digits) < 2 and len(classes) > len(digits):
+            raise BadInput(f"{method}: {len(classes)} label values need at least 2 unit tokens, found {len(digits)}")
+        if method == "spelled":  # most frequent train units first: with C <= V this is `freq`
+            digits.sort(key=lambda u: (-units[u], int(u)))
+        else:
+            digits.sort(key=int)
+        targets = spell(len(classes), digits)
     else:
         raise BadInput(f"unknown method {method!r}")
-    missing = [t for t in targets if t not in known]
+    missing = [t for target in targets for t in target.split() if t not in known]
     if missing:
         raise BadInput(f"{method}: tokens {missing[:5]} are not among the {what}"
                        + ("" if vocabulary is not None else " (give the uLM's --dict)"))
@@ -104,7 +129,8 @@ def fit(lines: list[LMLine], method: str, seed: int = 0, vocabulary: list[str] |
     labels = collections.Counter(" ".join(line.label) for line in lines)
     return Verbalizer({
         "format": FORMAT, "method": method, "seed": seed if method == "random" else None,
-        "map": dict(zip(classes, targets)), "classes": classes, "num_slots": max(lengths),
+        "map": dict(zip(classes, targets)), "length": len(targets[0].split()), "classes": classes,
+        "num_slots": max(lengths),
         "slot_counts": sorted(lengths),
         "slots": [sorted({line.label[i] for line in lines if len(line.label) > i}, key=lambda v: (-values[v], v))
                   for i in range(max(lengths))],
@@ -116,9 +142,9 @@ def fit(lines: list[LMLine], method: str, seed: int = 0, vocabulary: list[str] |
 def apply(verbalizer: Verbalizer, line: LMLine, invert: bool = False) -> LMLine:
     table = verbalizer.inverse if invert else verbalizer.map
     out = []
-    for value in line.label:
+    for value in verbalizer.words(line.label) if invert else line.label:
         if value not in table:
             what = "token of no class" if invert else "label value never seen in train"
             raise BadInput(f"{what}: {value!r}", line.where)
-        out.append(table[value])
+        out.extend(table[value].split())
     return LMLine(line.id, line.units, out, line.where)
