@@ -32,6 +32,10 @@ LR ?= 0.005
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
 SYNTH_SPEAKERS ?= 200
+# Utterances longer than MAX_UNITS units are cropped to them (CROP: keep the head, center or tail), so that
+# `</s> units <s> label` fits the uLM's positions: 1024 for sp-pretrain's uLMs, 3072 for GSLM's hubert100_lm.
+MAX_UNITS ?= 1000
+CROP ?= center
 # The headline metric of summary.txt (accuracy, macro_f1, f1, eer) and the label whose F1/EER is reported.
 METRIC ?= accuracy
 POSITIVE ?=
@@ -49,7 +53,7 @@ include mk/assets.mk
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
-TRACKED += METRIC POSITIVE
+TRACKED += MAX_UNITS CROP METRIC POSITIVE
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -91,8 +95,9 @@ $(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/kmeans_mod
 endif
 
 # ----------------------------------------------- 5: LM data, verbalizer, bins
-$(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(T)/lmdata.py | $(STAMP)
-	$(SP)lmdata $< -o $@
+CROP_ARGS := $(if $(MAX_UNITS),--max-units $(MAX_UNITS) --crop $(CROP))
+$(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(T)/lmdata.py $(call var,MAX_UNITS CROP) | $(STAMP)
+	$(SP)lmdata $(CROP_ARGS) $< -o $@
 
 # The uLM's dictionary: DICT (GSLM's dict.txt for a real uLM), else `0 1` ... `K-1 1`, the same form.
 BIN_DICT := $(or $(DICT),$(EXP)/dict.txt)
@@ -115,8 +120,8 @@ ifneq ($(ULM),)
 ULM_CKPT := $(ULM)
 else
 ULM_CKPT := $(EXP)/ulm/checkpoint_best.pt
-$(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(T)/lmdata.py | $(STAMP)
-	$(SP)lmdata --no-label $< -o $@
+$(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(T)/lmdata.py $(call var,MAX_UNITS CROP) | $(STAMP)
+	$(SP)lmdata --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(T)/binarize.py | $(STAMP)
 	$(SP)binarize --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
 $(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(T)/pretrain.py $(call var,ULM_SIZE ULM_EPOCHS SEED) | $(STAMP)
@@ -148,7 +153,8 @@ $(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(T)/score.py $(call var,METRI
 
 # One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`.
 SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)
-HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
+HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; \
+            print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
 $(EXP)/summary.txt: $(SCORES)
 	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"

@@ -69,3 +69,18 @@ def test_shared_units_through_dedup_and_lmdata(shared_units):
         # dedup keeps exactly the first unit of every run
         runs = [u for i, u in enumerate(units.split()) if i == 0 or units.split()[i - 1] != u]
         assert kept == runs
+
+
+def test_lmdata_max_units_crops_head_center_or_tail_and_counts():
+    text = "long\t0 1 2 3 4 5 6 7 8 9\tyes\nshort\t7 8\tno\nodd\t0 1 2 3 4 5 6\tno\n"
+    kept = {}
+    for crop in ("head", "center", "tail"):
+        result = sp("lmdata", "--max-units", 4, "--crop", crop, input=text)
+        kept[crop] = result.stdout.splitlines()
+        assert "cropped 2 to 4 units" in result.stderr and f"(kept the {crop})" in result.stderr
+    assert kept["head"] == ["long\t0 1 2 3 <s> yes", "short\t7 8 <s> no", "odd\t0 1 2 3 <s> no"]
+    assert kept["center"] == ["long\t3 4 5 6 <s> yes", "short\t7 8 <s> no", "odd\t1 2 3 4 <s> no"]
+    assert kept["tail"] == ["long\t6 7 8 9 <s> yes", "short\t7 8 <s> no", "odd\t3 4 5 6 <s> no"]
+    assert sp("lmdata", "--no-label", "--max-units", 3, input=text).stdout.splitlines()[0] == "long\t3 4 5"
+    assert sp("lmdata", input=text).stdout.splitlines()[0] == "long\t0 1 2 3 4 5 6 7 8 9 <s> yes"  # no crop asked
+    assert sp("lmdata", "--max-units", 0, input=text, check=False).returncode == 2
