@@ -49,7 +49,6 @@ def main():
     tokens[:, -1] = dictionary.bos()  # `</s> units <s>`: what one-pass decoding reads
     lengths = torch.full((BATCH,), LENGTH)
     model = PromptLM(base, 5, deep=True, input_prompt=True, separator=True)
-    model.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
     decoder = Decoder(model, dictionary, [str(u) for u in range(40, 52)])  # 12 one-token candidates
 
     # training: the label sits at the last position; the loss is on it only

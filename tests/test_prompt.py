@@ -65,7 +65,6 @@ def test_prompt_tuning_updates_only_prompts_and_loss_goes_down(tmp_path):
     before = {k: v.clone() for k, v in base.state_dict().items()}
     torch.manual_seed(0)
     model = PromptModel(PromptLM(base, 5))
-    model.prompt.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
     criterion = LabelCrossEntropy(None)
     criterion.padding_idx = dictionary.pad()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -152,3 +151,23 @@ def test_warmup_without_the_linear_schedule_is_a_usage_error(tmp_path):
                 check=False)
     assert result.returncode == 2 and "--warmup-updates needs --lr-schedule linear" in result.stderr
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_lm_positions_from_the_checkpoint_equal_the_built_model(tmp_path):
+    from speechprompt.checkpoints import lm_positions
+
+    for learned in (False, True):
+        lm = make_lm(str(tmp_path / f"lm{learned}"), learned_pos=learned)
+        assert lm_positions(lm) == load_lm(lm)[0].max_positions() == 128
+
+
+def test_sp_train_refuses_a_sentence_longer_than_the_ulm_positions_in_one_line(tmp_path):
+    lm = make_lm(str(tmp_path / "lm"), learned_pos=True)  # 128 learned positions: longer is an index error
+    valid = toy_rows(8, 2)
+    valid[3] = (valid[3][0], [7] * 130, "no")
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(16, 1), "valid": valid})
+    bad = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--device", "cpu", check=False)
+    error = bad.stderr.strip().splitlines()[-1]  # after fairseq's INFO lines, one error line, no traceback
+    assert bad.returncode == 1 and error.startswith("sp-train: error: ") and "Traceback" not in bad.stderr
+    assert f"valid:4 ({valid[3][0]})" in error and "133 tokens" in error
+    assert "sp-lmdata --max-units 125" in error and not (tmp_path / "p.pt").exists()

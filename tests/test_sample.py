@@ -84,7 +84,6 @@ def test_multi_token_candidate_scoring_equals_full_forwards(tmp_path):
         for p in model.parameters():
             if p.requires_grad:
                 p.normal_()
-    model.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
     labels = ["1 2", "2 3", "3 1 2", "4"]
     decoder = Decoder(model, dictionary, labels)
     assert not decoder.one_pass
@@ -108,7 +107,6 @@ def test_linear_verbalizer_decodes_in_one_pass(tmp_path):
     base, _ = build_lm(str(tmp_path))
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     model = PromptLM(base.eval(), 2, num_classes=3)
-    model.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
     decoder = Decoder(model, dictionary, ["0", "1", "2"])
     assert decoder.one_pass
     batch = torch.tensor([[dictionary.eos(), dictionary.index("9"), dictionary.bos()]])
@@ -117,3 +115,63 @@ def test_linear_verbalizer_decodes_in_one_pass(tmp_path):
         x, _ = model.features(batch)
         expected = model.verbalizer(model.decoder.output_layer(x[:, -1])).log_softmax(-1)
     torch.testing.assert_close(scores, expected)
+
+
+def test_equal_length_candidates_share_trie_prefixes_and_equal_full_forwards(tmp_path):
+    from fairseq.data import Dictionary
+
+    base, _ = build_lm(str(tmp_path), normalize_before=True, learned_pos=True)
+    dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
+    torch.manual_seed(2)
+    model = PromptLM(base.eval(), 3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    labels = ["1 2 7", "1 3 7", "1 3 8", "2 1 7", "2 2 2", "3 3 3"]  # spelled labels: one length, shared prefixes
+    decoder = Decoder(model, dictionary, labels)
+    # run once each: the first tokens 1, 2, 3 and the prefixes 1 2, 1 3, 2 1, 2 2, 3 3 (no end of sequence)
+    assert decoder.extra_tokens == 3 + 5 and not decoder.scores_eos
+    eos, sep, idx = dictionary.eos(), dictionary.bos(), dictionary.index
+    prefixes = [[eos, idx("5"), idx("9"), idx("4"), sep], [eos, idx("7"), sep]]
+    lengths = torch.tensor([len(p) for p in prefixes])
+    batch = torch.full((2, 5), dictionary.pad())
+    for row, p in enumerate(prefixes):
+        batch[row, :len(p)] = torch.tensor(p)
+    with torch.no_grad():
+        scores = decoder.score(batch, lengths)
+    for row, p in enumerate(prefixes):
+        for c, label in enumerate(labels):
+            tokens = torch.tensor([p + [idx(t) for t in label.split()]])
+            with torch.no_grad():
+                x, _ = model.features(tokens)
+                logp = model.logits(x).log_softmax(-1)[0]
+            expected = sum(float(logp[len(p) - 1 + j, idx(t)]) for j, t in enumerate(label.split()))
+            assert abs(float(scores[row, c]) - expected) < 1e-4, (row, label)
+
+
+def test_token_batches_respect_both_limits_and_keep_every_sentence():
+    from speechprompt.sample import token_batches
+
+    items = [(i, torch.zeros(n), None) for i, n in enumerate([3, 40, 7, 7, 100, 12, 5, 60])]
+    batches = list(token_batches(items, extra=10, batch_size=3, max_tokens=150))
+    assert sorted(i for batch in batches for i, _, _ in batch) == list(range(8))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * (max(len(p) for _, p, _ in batch) + 10) <= 150
+    assert [len(b) for b in batches] == [3, 3, 1, 1]  # 3 5 7 | 7 12 40 | 60 | 100 (one item even past the limit)
+
+
+def test_a_sentence_longer_than_the_ulm_positions_is_one_error_line_naming_the_crop(tmp_path_factory, tmp_path):
+    toy = trained_toy(tmp_path_factory)  # its uLM has 128 positions
+    rows = toy_rows(6, 8)
+    rows[2] = (rows[2][0], [5] * 125 + [1, 1, 1], "yes")  # 128 units + `</s> <s>` + 1 label token: 131 > 128
+    data = make_databin(str(tmp_path / "bin"), {"test": rows})
+    bad = sp("sample", data, "--prompt", toy.prompt, "--device", "cpu", "-o", tmp_path / "p.jsonl", check=False)
+    error = bad.stderr.strip().splitlines()[-1]  # after fairseq's INFO lines, one error line, no traceback
+    assert bad.returncode == 1 and error.startswith("sp-sample: error: ") and "Traceback" not in bad.stderr
+    assert rows[2][0] in error and "128 units + 1 label tokens + 2 do not fit the uLM's 128 positions" in error
+    assert "sp-lmdata --max-units 125" in error
+    assert not (tmp_path / "p.jsonl").exists()
+    skipped = sp("sample", data, "--prompt", toy.prompt, "--device", "cpu", "--skip-bad")
+    assert len(skipped.stdout.splitlines()) == 5 and "skipped 1 bad sentences" in skipped.stderr

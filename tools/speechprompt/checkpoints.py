@@ -48,6 +48,27 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def lm_positions(path: str) -> int:
+    """The positions a fairseq LM checkpoint was built for: what `model.max_positions()` returns for it.
+
+    fairseq's transformer_lm takes `max_target_positions`, else the task's `tokens_per_sample`, else 1024.
+    Read from the checkpoint's config only; the weights are memory-mapped, not read.
+    """
+    with fairseq_globals():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg, args = state.get("cfg") or {}, state.get("args")
+    sources = [cfg.get("model"), cfg.get("task"), args]
+    for key in ("max_target_positions", "tokens_per_sample"):
+        for source in sources:
+            value = source.get(key) if hasattr(source, "get") else getattr(source, key, None)
+            if value:
+                return int(value)
+    return 1024
+
+
 def file_hash(path: str, chunk: int = 1 << 20) -> str:
     """sha256 of a file: a prompt checkpoint names its frozen base by path and hash."""
     digest = hashlib.sha256()

@@ -10,17 +10,24 @@ from which sp-score computes EER).
 - Single-token labels (all candidates one token): one forward pass over
   `</s> units <s>`; the logits at `<s>`, restricted to the candidates' tokens
   (or the linear verbalizer's classes), give the scores.
-- Multi-token labels (multi-slot tasks): the units run once, keeping each
-  layer's keys and values (the KV cache); then all candidates run together
-  on that cache, and a candidate's score is the sum of its tokens' log
-  probabilities (and end of sequence). Scoring the known candidates instead
-  of greedy decoding costs one extra short pass and cannot produce a label
-  the task does not have.
+- Multi-token labels (multi-slot tasks, spelled labels): the units run once,
+  keeping each layer's keys and values (the KV cache); then the candidates'
+  trie runs on that cache in one more pass (each distinct label prefix once),
+  and a candidate's score is the sum of its tokens' log probabilities (and end
+  of sequence when candidates differ in length). Scoring the known candidates
+  instead of greedy decoding costs one extra short pass and cannot produce a
+  label the task does not have.
+
+Sentences are batched by length: at most `--batch-size` sentences and
+`--max-tokens` tokens (units and label prefixes) a pass, so long utterances do
+not exhaust memory. A sentence longer than the uLM's positions is an error
+that names `sp-lmdata --max-units`.
 
 Output, one JSON object a line, in the order of `DIR/SPLIT.id`:
 `{"id", "units", "label" (truth, null if unlabelled), "prediction", "score", "scores"}`.
 """
 import json
+import sys
 
 import click
 import torch
@@ -52,39 +59,67 @@ def load_prompt(path: str, device, base: str | None = None):
 
 
 class Decoder:
-    """Candidate scoring over a PromptLM; `score(prefixes)` -> log-probabilities, B x candidates."""
+    """Candidate scoring over a PromptLM; `score(prefix, lengths)` -> log-probabilities, B x candidates.
+
+    The candidates' token sequences form a trie. A candidate's score is the sum,
+    over its tokens, of the log-probability of that token after `<s>` and the
+    tokens before it. The first token's distribution is the logits at `<s>`;
+    every other one is at a trie node (a proper prefix of some candidate), and
+    all nodes run in one more pass on the KV cache of the units, each attending
+    to its ancestors only. So 1,251 spelled labels of two tokens over 100 digits
+    cost 13 extra tokens per sentence, not 2,502. End of sequence is scored only
+    when candidates differ in length; among labels of one length every candidate
+    ends there, and scoring it would run one more token per candidate.
+    With the linear verbalizer, candidate i is class i (sp-train's order) and
+    the logits at `<s>` are the class scores.
+    """
 
     def __init__(self, model, dictionary, labels: list[str]):
-        self.model, self.dict = model, dictionary
-        device = model.token_class.device
-        rows = [label.split() for label in labels]
+        self.model = model
+        device = next(model.parameters()).device
         self.linear = model.verbalizer is not None
-        self.one_pass = all(len(r) == 1 for r in rows)
-        # inputs: the candidate's tokens; targets: its tokens (+ </s>), or its classes for the linear verbalizer
-        inputs = [[dictionary.index(t) for t in r] for r in rows]
-        targets = [[int(t) for t in r] if self.linear else ids + [dictionary.eos()] for r, ids in zip(rows, inputs)]
-        width = max(map(len, targets))
-        self.targets = torch.tensor([t + [-1] * (width - len(t)) for t in targets], device=device)
-        self.inputs = torch.tensor([i + [dictionary.pad()] * (width - len(i)) for i in inputs], device=device)
+        rows = [tuple(dictionary.index(t) for t in label.split()) for label in labels]
+        self.scores_eos = len({len(r) for r in rows}) > 1 and not self.linear
+        if self.scores_eos:
+            rows = [r + (dictionary.eos(),) for r in rows]
+        if self.linear:
+            rows = [(i,) for i in range(len(labels))]  # class indices at <s>
+        # trie nodes: the proper prefixes a next token is predicted after; 0 is the root (`<s>`)
+        node = {(): 0}
+        for r in rows:
+            for d in range(1, len(r)):
+                node.setdefault(r[:d], len(node))
+        nodes = sorted(node, key=node.get)[1:]
+        self.one_pass = not nodes
+        self.tokens = torch.tensor([n[-1] for n in nodes], dtype=torch.long, device=device)
+        self.depth = torch.tensor([len(n) - 1 for n in nodes], dtype=torch.long, device=device)
+        self.attend = torch.tensor([[a == b[:len(a)] for a in nodes] for b in nodes], dtype=torch.bool,
+                                   device=device).reshape(len(nodes), len(nodes))
+        # each candidate's steps: (node the token is predicted at, token), padded with (0, 0) and masked
+        width = max(map(len, rows))
+        self.step_node = torch.tensor([[node[r[:d]] for d in range(len(r))] + [0] * (width - len(r)) for r in rows],
+                                      device=device)
+        self.step_token = torch.tensor([list(r) + [0] * (width - len(r)) for r in rows], device=device)
+        self.step_mask = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rows], device=device)
+
+    @property
+    def extra_tokens(self) -> int:
+        """Tokens each sentence runs after its prefix (the trie nodes)."""
+        return len(self.tokens)
 
     def score(self, prefix: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m = self.model
-        B, C = prefix.shape[0], self.targets.shape[0]
+        B = prefix.shape[0]
         x, cache = m.features(prefix)
-        first = m.logits(x[torch.arange(B), lengths - 1]).float().log_softmax(-1)  # at <s>
-        scores = first[:, self.targets[:, 0]]
-        if self.one_pass:
-            return scores
-        n_in = 0 if m.input_prompt is None else m.input_prompt.shape[0]
-        valid = torch.cat([lengths.new_ones(B, n_in, dtype=torch.bool),
-                           torch.arange(prefix.shape[1], device=prefix.device) < lengths[:, None]], 1)
-        past = [(k.repeat_interleave(C, 0), v.repeat_interleave(C, 0)) for k, v in cache]
-        steps = self.inputs[:, :self.targets.shape[1] - 1].repeat(B, 1)
-        y, _ = m.features(steps, past, valid.repeat_interleave(C, 0), lengths.repeat_interleave(C))
-        logp = m.logits(y).float().log_softmax(-1)  # (B*C) x (W-1) x V
-        nxt = self.targets[:, 1:].repeat(B, 1)
-        more = logp.gather(-1, nxt.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(nxt < 0, 0)
-        return scores + more.sum(-1).view(B, C)
+        hidden = x[torch.arange(B), lengths - 1][:, None]  # at <s>
+        if not self.one_pass:
+            n_in = 0 if m.input_prompt is None else m.input_prompt.shape[0]
+            valid = torch.cat([lengths.new_ones(B, n_in, dtype=torch.bool),
+                               torch.arange(prefix.shape[1], device=prefix.device) < lengths[:, None]], 1)
+            y, _ = m.features(self.tokens.expand(B, -1), cache, valid, lengths, self.depth, self.attend)
+            hidden = torch.cat([hidden, y], 1)
+        logp = m.logits(hidden).float().log_softmax(-1)  # B x (1 + nodes) x V (or classes)
+        return (logp[:, self.step_node, self.step_token] * self.step_mask).sum(-1)
 
 
 @command("Decode the label after <s> for each sentence of a data-bin split; write predictions JSONL keyed by id.")
@@ -94,11 +129,15 @@ class Decoder:
 @click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False), help="Map tokens back to label values.")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False), help="The base LM, if it moved [default: as recorded].")
 @output_option
-@click.option("--batch-size", default=64, show_default=True, help="Sentences per forward pass.")
+@click.option("--batch-size", default=64, show_default=True, help="At most this many sentences per forward pass.")
+@click.option("--max-tokens", default=16384, show_default=True, type=click.IntRange(min=1),
+              help="At most this many tokens per forward pass (padded units and label tokens, all sentences).")
 @runtime_options(precision=True)
 @skip_bad_option
-def main(data, prompt_path, split, verbalizer, base, output, batch_size, device, threads, precision, skip_bad):
+def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tokens, device, threads, precision,
+         skip_bad):
     from fairseq.data import data_utils
+    from tqdm import tqdm
 
     from .prompting.plugin import read_split
 
@@ -119,20 +158,22 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
         sentences, ids = read_split(data, split, dictionary)
     except (OSError, ValueError) as error:
         raise BadInput(str(error), data)
+    positions = model.base.max_positions()
+    longest_label = max(len(c.split()) for c in candidates)
     skipper, items = Skipper(skip_bad), []
     for i, seq in enumerate(sentences):
         with skipper.guard():
+            where = f"{data}/{split}:{i + 1} ({ids[i]})"
             sep = (seq == dictionary.bos()).nonzero()
             if len(sep) != 1:
-                raise BadInput(f"expected one <s> in 'units <s> label', found {len(sep)}", f"{data}/{split}:{i + 1} ({ids[i]})")
+                raise BadInput(f"expected one <s> in 'units <s> label', found {len(sep)}", where)
             cut = int(sep[0, 0])
+            check_length(cut, longest_label, positions, where)
             items.append((i, torch.cat([seq.new_tensor([dictionary.eos()]), seq[:cut + 1]]), seq[cut + 1:-1]))
-    per_batch = batch_size if decoder.one_pass else max(1, batch_size // len(candidates))
-    order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
     results = {}
-    with torch.inference_mode(), autocast(device, precision):
-        for start in range(0, len(order), per_batch):
-            batch = [items[j] for j in order[start:start + per_batch]]
+    with torch.inference_mode(), autocast(device, precision), \
+            tqdm(total=len(items), desc="decode", unit="utt", file=sys.stderr) as bar:
+        for batch in token_batches(items, decoder.extra_tokens, batch_size, max_tokens):
             lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
             prefix = data_utils.collate_tokens([p for _, p, _ in batch], dictionary.pad()).to(device)
             probs = decoder.score(prefix, lengths).softmax(-1).cpu()
@@ -142,12 +183,35 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, device,
                               "label": to_label(dictionary.string(gold).split()) if len(gold) else None,
                               "prediction": names[best], "score": round(float(probs[row, best]), 6),
                               "scores": {n: round(float(s), 6) for n, s in zip(names, probs[row])}}
+            bar.update(len(batch))
     with atomic_output(output) as out:
         for i in sorted(results):
             out.write(json.dumps(results[i], ensure_ascii=False) + "\n")
     skipper.report("sentences")
-    log(f"decoded {len(results)} sentences ({'one pass' if decoder.one_pass else 'candidate scoring with a KV cache'}, "
-        f"{len(candidates)} candidates)")
+    how = "one pass" if decoder.one_pass else f"candidate scoring on a KV cache, {decoder.extra_tokens} trie tokens"
+    log(f"decoded {len(results)} sentences ({how}, {len(candidates)} candidates)")
+
+
+def check_length(units: int, label: int, positions: int, where: str) -> None:
+    """`</s> units <s> label` must fit the uLM's positions: a clear error, not an index error in the model."""
+    if units + label + 2 > positions:
+        raise BadInput(f"{units} units + {label} label tokens + 2 do not fit the uLM's {positions} positions; "
+                       f"crop the units: sp-lmdata --max-units {positions - label - 2} (Make: MAX_UNITS)", where)
+
+
+def token_batches(items: list, extra: int, batch_size: int, max_tokens: int):
+    """Batches of items (i, prefix, gold) of similar length: at most `batch_size` sentences and
+    `max_tokens` tokens, counting the padded prefix and the `extra` label tokens of each sentence."""
+    batch, longest = [], 0
+    for item in sorted(items, key=lambda item: len(item[1])):
+        size = max(longest, len(item[1])) + extra
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * size > max_tokens):
+            yield batch
+            batch, longest = [], 0
+        batch.append(item)
+        longest = max(longest, len(item[1]))
+    if batch:
+        yield batch
 
 
 def _dictionary(ckpt):

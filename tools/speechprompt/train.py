@@ -16,27 +16,36 @@ import sys
 import click
 import torch
 
-from .checkpoints import fairseq_globals, file_hash, load_checkpoint
+from .checkpoints import fairseq_globals, file_hash, lm_positions, load_checkpoint
 from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
 
-def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str], int]:
-    """The distinct label token sequences of the train split, as text (decoding candidates), and the count
-    of its well-formed sentences (`units <s> label`; those are what --skip-bad keeps)."""
+def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tuple[list[str], int]:
+    """The distinct labels of the train split, sorted, as text (the decoding candidates and the linear
+    verbalizer's classes), and the count of its well-formed sentences (`units <s> label`; those are what
+    --skip-bad keeps). Every train and valid sentence must fit the uLM's positions (checked here, before
+    fairseq allocates anything); with --skip-bad longer ones are counted, and fairseq skips them."""
     from fairseq.data import Dictionary
-    from .prompting.plugin import lm_dict_path, read_split
+    from .prompting.plugin import label_of, lm_dict_path, read_split, train_labels
 
     dictionary = Dictionary.load(lm_dict_path(base, base_dict))
-    sentences, _ = read_split(data, "train", dictionary)
-    labels, n_good = set(), 0
-    for seq in sentences:
-        sep = (seq == dictionary.bos()).nonzero()
-        if len(sep) == 1:
-            label = dictionary.string(seq[int(sep[0, 0]) + 1:])
-            labels.add(label)
-            n_good += bool(label)
-    return sorted(label for label in labels if label), n_good
+    positions = lm_positions(base)
+    for split in ("train", "valid"):
+        sentences, ids = read_split(data, split, dictionary)
+        long = [i for i, seq in enumerate(sentences) if len(seq) > positions]
+        if long and not skip_bad:
+            i, seq = long[0], sentences[long[0]]
+            label = len(label_of(seq, dictionary).split()) if label_of(seq, dictionary) else 1
+            raise BadInput(f"{len(seq)} tokens (`</s> units <s> label`) do not fit the uLM's {positions} positions "
+                           f"({len(long)} such sentences); crop the units: sp-lmdata --max-units "
+                           f"{max(1, positions - label - 2)} (Make: MAX_UNITS)", f"{data}/{split}:{i + 1} ({ids[i]})")
+        if long:
+            log(f"{split}: skipping {len(long)} sentences longer than the uLM's {positions} positions")
+        if split == "train":
+            labels = train_labels(sentences, dictionary)
+            n_train = sum(label_of(seq, dictionary) is not None for seq in sentences)
+    return labels, n_train
 
 
 @command("Prompt-tune a frozen unit LM on a data-bin (fairseq plugin speech_prompt); write the prompt checkpoint.")
@@ -49,15 +58,18 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
 @click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
 @click.option("--input-prompt/--no-input-prompt", default=True, show_default=True, help="Input prefix prompt.")
 @click.option("--separator/--no-separator", default=True, show_default=True, help="Trainable <s> embedding.")
-@click.option("--linear-verbalizer", is_flag=True, help="Learn Linear(vocab, classes) on the LM's logits (labels: str(class)).")
-@click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: from the train labels].")
+@click.option("--linear-verbalizer", is_flag=True,
+              help="Learn Linear(vocab, classes) on the LM's logits at <s>; a class is one distinct train label.")
+@click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: the distinct train labels].")
 @click.option("--finetune", is_flag=True, help="Train the base LM too (full fine-tuning, for comparison).")
 @click.option("--lr", default=5e-3, show_default=True, help="Adam learning rate.")
 @click.option("--lr-schedule", default="fixed", show_default=True, type=click.Choice(["fixed", "linear"]),
               help="fixed: constant lr (the paper); linear: warm up for --warmup-updates, then decay to 0 at "
                    "--max-epoch (or --max-update).")
 @click.option("--warmup-updates", default=0, show_default=True, help="Linear warm-up of --lr-schedule linear.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, help="At most this many sentences per update.")
+@click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(min=1),
+              help="At most this many tokens per update (fairseq's --max-tokens), so long utterances fit in memory.")
 @click.option("--max-epoch", default=10, show_default=True)
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
 @click.option("--patience", default=3, show_default=True, help="Stop when valid accuracy has not improved for this many validations.")
@@ -66,8 +78,8 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
-         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience,
-         valid_every, device, threads, precision, seed, skip_bad):
+         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, max_epoch, max_update,
+         patience, valid_every, device, threads, precision, seed, skip_bad):
     import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -82,11 +94,10 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
-    labels, n_train = train_labels(data, base, base_dict)
-    if linear_verbalizer and not num_classes:
-        if not all(label.isdigit() for label in " ".join(labels).split()):
-            raise BadInput("--linear-verbalizer needs labels verbalized as class indices (sp-verbalize --method learnable)", data)
-        num_classes = 1 + max(int(t) for t in " ".join(labels).split())
+    labels, n_train = read_data(data, base, base_dict, skip_bad)
+    if linear_verbalizer and num_classes and num_classes < len(labels):
+        raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
+    num_classes = num_classes or len(labels)
     keep_work_dir = bool(work_dir)
     work_dir = work_dir or output + ".work"
     # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
@@ -94,7 +105,8 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     shutil.rmtree(work_dir, ignore_errors=True)
     argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
             "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
-            "--batch-size", str(batch_size), "--max-epoch", str(max_epoch), "--max-update", str(max_update),
+            "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
+            "--max-epoch", str(max_epoch), "--max-update", str(max_update),
             "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
             "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
             "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
@@ -106,7 +118,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     argv += ["--base-dict", base_dict] if base_dict else []
     argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
     argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
-    argv += ["--finetune"] * finetune + ["--skip-bad"] * skip_bad
+    argv += ["--finetune"] * finetune + ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
     argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
     argv += amp_argv(precision)
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))

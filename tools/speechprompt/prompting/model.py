@@ -71,21 +71,26 @@ class PromptLM(nn.Module):
         return self
 
     # ---------------------------------------------------------------- forward
-    def features(self, tokens, past: Cache | None = None, past_valid=None, offset=None):
+    def features(self, tokens, past: Cache | None = None, past_valid=None, offset=None, depth=None, attend=None):
         """Hidden states after the last layer for `tokens` (B x T, right-padded).
 
         Without `past`, the input prompt goes first. With `past` (from an earlier
         call, keys B x H x S x hd and `past_valid` B x S), `tokens` continue
         each row at position `offset` (B,). Returns (B x T x d, cache of this call).
+        `depth` (T,) and `attend` (T x T, True: may attend) lay the tokens out as a
+        tree instead of a sequence: token t sits at position offset + depth[t] and
+        attends to the tokens `attend[t]` marks (its ancestors and itself), so all
+        branches of a trie of candidate labels run in one pass. The default is a
+        sequence: depth 0, 1, 2, ... and causal attention.
         """
         dec = self.decoder
         B = tokens.shape[0]
-        x = self.embed(tokens, offset)
+        x = self.embed(tokens, offset, depth)
         n_in = 0
         if past is None and self.input_prompt is not None:
             n_in = self.input_prompt.shape[0]
             x = torch.cat([self.input_prompt.to(x.dtype).expand(B, -1, -1), x], 1)
-        mask = self._mask(x.shape[1], past_valid, x.device)
+        mask = self._mask(x.shape[1], past_valid, x.device, attend)
         cache = []
         for i, layer in enumerate(dec.layers):
             extra = [] if self.deep_prompt is None else [self._heads(self.deep_prompt[i, j].to(x.dtype)).expand(B, -1, -1, -1) for j in (0, 1)]
@@ -97,7 +102,7 @@ class PromptLM(nn.Module):
             x = dec.project_out_dim(x)
         return x[:, n_in:], cache
 
-    def embed(self, tokens, offset=None):
+    def embed(self, tokens, offset=None, depth=None):
         """Layer-0 input of `tokens`: scaled token embeddings (the separator's at `<s>`) plus positions."""
         dec = self.decoder
         B, T = tokens.shape
@@ -109,7 +114,7 @@ class PromptLM(nn.Module):
             x = dec.project_in_dim(x)
         if dec.embed_positions is not None:
             start = torch.zeros(B, dtype=torch.long, device=tokens.device) if offset is None else offset
-            positions = start[:, None] + torch.arange(T, device=tokens.device)
+            positions = start[:, None] + (torch.arange(T, device=tokens.device) if depth is None else depth)
             x = x + self._position_table(int(positions.max()) + 1, x)[positions]
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
@@ -142,9 +147,10 @@ class PromptLM(nn.Module):
     def _heads(self, x):  # (..., T, d) -> (..., H, T, hd)
         return x.unflatten(-1, (self.heads, self.head_dim)).transpose(-3, -2)
 
-    def _mask(self, T, past_valid, device):
-        """Boolean mask (True = attend): deep prompts always, the past where valid, the present causally."""
-        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    def _mask(self, T, past_valid, device, attend=None):
+        """Boolean mask (True = attend): deep prompts always, the past where valid, the present causally
+        (or as `attend` says)."""
+        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril() if attend is None else attend
         P = 0 if self.deep_prompt is None else self.deep_prompt.shape[2]
         if past_valid is None:
             return torch.cat([causal.new_ones(T, P), causal], -1)  # T x K, the same for every row

@@ -7,8 +7,10 @@ Use through `sp-train`, or directly:
 Each sentence of the data-bin is `u1 .. un <s> l1 .. lk </s>`. The model reads
 `</s> u1 .. un <s> l1 .. lk` (a fairseq LM sees `</s>` first, as in pretraining)
 and the loss covers only the targets `l1 .. lk </s>`, predicted at `<s>` and
-after it. With the linear verbalizer, targets are class indices (label tokens
-are `str(class)`), and end of sequence is not predicted.
+after it. With the linear verbalizer, the target is the label's class, predicted
+at `<s>` only: class i is the i-th of the train split's distinct labels in sorted
+order (`train_labels`; sp-train stores that list as the decoding candidates), so
+a label of any number of tokens, such as a spelled one, is one class.
 """
 
 import dataclasses
@@ -26,7 +28,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 from fairseq.tasks import FairseqTask, register_task
 
-from speechprompt.checkpoints import load_lm
+from speechprompt.checkpoints import lm_positions, load_lm
 from speechprompt.prompting.model import PromptLM
 
 
@@ -48,10 +50,26 @@ def read_split(data: str, split: str, lm_dict: Dictionary):
     return [remap[dataset[i].long()] for i in range(len(dataset))], ids or [str(i) for i in range(len(dataset))]
 
 
-class LabelDataset(FairseqDataset):
-    """Items (input, target): input `</s> units <s> labels`, target padded except the label positions."""
+def label_of(seq: torch.Tensor, dictionary: Dictionary) -> str | None:
+    """The label tokens after the one `<s>` of `units <s> label </s>`, as text; None if there is no such label."""
+    where = (seq == dictionary.bos()).nonzero()
+    if len(where) != 1 or where[0, 0] >= len(seq) - 2:
+        return None
+    return dictionary.string(seq[int(where[0, 0]) + 1:])
 
-    def __init__(self, sentences, dictionary: Dictionary, skip_bad: bool = False, name: str = ""):
+
+def train_labels(sentences, dictionary: Dictionary) -> list[str]:
+    """The distinct labels of the train sentences, sorted: the decoding candidates and the linear verbalizer's
+    classes."""
+    return sorted({label for label in (label_of(seq, dictionary) for seq in sentences) if label})
+
+
+class LabelDataset(FairseqDataset):
+    """Items (input, target, class): input `</s> units <s> labels`, target padded except the label positions;
+    with `classes` (label text -> index), the label's class (-100 for a label of no class)."""
+
+    def __init__(self, sentences, dictionary: Dictionary, skip_bad: bool = False, name: str = "",
+                 classes: dict | None = None):
         self.dict = dictionary
         self.items, self.skipped = [], 0
         for i, seq in enumerate(sentences):
@@ -65,11 +83,13 @@ class LabelDataset(FairseqDataset):
             source = torch.cat([seq.new_tensor([dictionary.eos()]), seq[:-1]])
             target = seq.clone()
             target[:sep + 1] = dictionary.pad()
-            self.items.append((source, target))
-        self.sizes = np.array([len(s) for s, _ in self.items])
+            label_class = classes.get(dictionary.string(seq[sep + 1:]), -100) if classes else -100
+            self.items.append((source, target, label_class))
+        self.sizes = np.array([len(s) for s, _, _ in self.items])
 
     def __getitem__(self, index):
-        return {"id": index, "source": self.items[index][0], "target": self.items[index][1]}
+        source, target, label_class = self.items[index]
+        return {"id": index, "source": source, "target": target, "label_class": label_class}
 
     def __len__(self):
         return len(self.items)
@@ -82,7 +102,7 @@ class LabelDataset(FairseqDataset):
         return {"id": torch.tensor([s["id"] for s in samples]), "nsentences": len(samples),
                 "ntokens": int(target.ne(pad).sum()),
                 "net_input": {"tokens": data_utils.collate_tokens([s["source"] for s in samples], pad)},
-                "target": target}
+                "target": target, "label_class": torch.tensor([s["label_class"] for s in samples])}
 
     def num_tokens(self, index):
         return int(self.sizes[index])
@@ -103,7 +123,8 @@ class SpeechPromptConfig(FairseqDataclass):
     shallow: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
     no_input_prompt: bool = dataclasses.field(default=False, metadata={"help": "no input prefix prompt"})
     no_separator: bool = dataclasses.field(default=False, metadata={"help": "keep the base's <s> embedding"})
-    num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes"})
+    num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes "
+                                                                      "(the sorted distinct train labels first)"})
     finetune: bool = dataclasses.field(default=False, metadata={"help": "train the base LM too (full fine-tuning)"})
     skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
 
@@ -113,6 +134,10 @@ class SpeechPromptTask(FairseqTask):
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
+        self.classes = None
+        if cfg.num_classes:
+            labels = train_labels(read_split(cfg.data, "train", dictionary)[0], dictionary)
+            self.classes = {label: i for i, label in enumerate(labels)}
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -120,7 +145,7 @@ class SpeechPromptTask(FairseqTask):
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         sentences, _ids = read_split(self.cfg.data, split, self.dictionary)
-        self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split)
+        self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split, self.classes)
 
     @property
     def source_dictionary(self):
@@ -130,21 +155,18 @@ class SpeechPromptTask(FairseqTask):
     def target_dictionary(self):
         return self.dictionary
 
-    def max_positions(self):
-        return None
+    def max_positions(self):  # fairseq refuses longer sentences (skips them with --skip-invalid-size-inputs-valid-test)
+        if not hasattr(self, "_positions"):
+            self._positions = lm_positions(self.cfg.base)
+        return self._positions
 
 
 def build_prompt_lm(cfg: SpeechPromptConfig, device="cpu") -> PromptLM:
     """The frozen base from its checkpoint, and fresh prompts (seeded by the caller)."""
     base, dictionary = load_lm(cfg.base, lm_dict_path(cfg.base, cfg.base_dict or None), device)
-    model = PromptLM(base, cfg.prompt_length, deep=not cfg.shallow, input_prompt=not cfg.no_input_prompt,
-                     separator=not cfg.no_separator, num_classes=cfg.num_classes,
-                     sep_index=dictionary.bos(), finetune=cfg.finetune).to(device)
-    classes = torch.full((len(dictionary),), -100, dtype=torch.long)
-    for c in range(cfg.num_classes):  # learnable verbalizer: label tokens are str(class index)
-        classes[dictionary.index(str(c))] = c
-    model.register_buffer("token_class", classes.to(device), persistent=False)
-    return model
+    return PromptLM(base, cfg.prompt_length, deep=not cfg.shallow, input_prompt=not cfg.no_input_prompt,
+                    separator=not cfg.no_separator, num_classes=cfg.num_classes,
+                    sep_index=dictionary.bos(), finetune=cfg.finetune).to(device)
 
 
 @dataclasses.dataclass
@@ -180,20 +202,23 @@ class PromptModel(BaseFairseqModel):
 
 @register_criterion("label_ce", dataclass=FairseqDataclass)
 class LabelCrossEntropy(FairseqCriterion):
-    """Cross-entropy on the label tokens (and end of sequence) only; accuracy = whole label right."""
+    """Cross-entropy on the label tokens (and end of sequence) only, or with the linear verbalizer on the
+    label's class at `<s>`; accuracy = whole label right."""
 
     def forward(self, model, sample, reduce=True):
         target = sample["target"]
         mask = target.ne(self.padding_idx)
-        logits = model(sample["net_input"]["tokens"], mask).float()
-        gold = target[mask]
         prompt = model.prompt if hasattr(model, "prompt") else model
         if prompt.verbalizer is not None:
-            gold = prompt.token_class[gold]
+            mask = mask & mask.cumsum(1).eq(1)  # the first label position: the one at <s>
+            gold = sample["label_class"]
+        else:
+            gold = target[mask]
+        logits = model(sample["net_input"]["tokens"], mask).float()
         loss = F.cross_entropy(logits, gold, ignore_index=-100, reduction="sum")
         counted = gold.ne(-100)
         wrong = torch.zeros(target.shape[0], device=target.device)
-        wrong.index_add_(0, mask.nonzero()[:, 0], (logits.argmax(-1).ne(gold) & counted).float())
+        wrong.index_add_(0, mask.nonzero()[:, 0], (logits.argmax(-1).ne(gold) | ~counted).float())
         n = int(counted.sum())
         log = {"loss": loss.data, "ntokens": n, "nsentences": target.shape[0], "sample_size": n,
                "correct": int(wrong.eq(0).sum())}
