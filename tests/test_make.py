@@ -115,3 +115,50 @@ def test_intent_task_from_units_scores_three_slot_labels(tmp_path):
     metrics = json.loads((exp / "metrics.json").read_text())
     exact = sum(p["prediction"] == p["label"] for p in predictions) / len(predictions)
     assert metrics["accuracy"] == pytest.approx(exact)
+
+
+def test_crop_variables_reach_sp_lmdata(tmp_path):
+    lines = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "CROP=tail", "predict").stdout.splitlines()
+    assert "sp-lmdata --max-units 1000 --crop tail " in lines[first_use(lines, "sp-lmdata")]
+    assert ".venv/bin/sp-lmdata --no-label --max-units 1000 --crop tail " in "\n".join(lines)
+    uncropped = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "MAX_UNITS=", "predict").stdout
+    assert "--max-units" not in uncropped
+
+
+def two_class_units(directory, seed=0):
+    """A two-class row (voice activity, say): a `speech` utterance holds a motif that `noise` lacks."""
+    rng = random.Random(seed)
+    motif = [3, 41, 77]
+    for split, count in [("train", 120), ("valid", 30), ("test", 30)]:
+        lines = []
+        for n in range(count):
+            label = ("noise", "speech")[n % 2]
+            units = [rng.randrange(100) for _ in range(rng.randint(4, 10))]
+            if label == "speech":
+                at = rng.randrange(len(units))
+                units[at:at] = motif
+            lines.append(f"{split}/{n:04d}|{' '.join(map(str, units))}|{label}")
+        (directory / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_summary_prints_each_row_headline_metric_by_name_for_the_prompt_and_the_baseline(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    two_class_units(units)
+    exp = tmp_path / "exp"
+    args = ["TASK=SCR", f"UNITS={units}", f"EXP={exp}", *TINY[1:]]
+    scored = [exp / "metrics.json", exp / "baseline" / "metrics.json"]  # the prompt, the tf-idf probe
+    for metric, better in [("eer", "lower"), ("f1", "higher"), ("accuracy", "higher")]:
+        if metric != "eer":  # only the scores follow a new headline metric
+            rerun = make("-n", *args, f"METRIC={metric}", "POSITIVE=speech", "predict").stdout
+            assert [line.split()[0] for line in rerun.splitlines() if line.startswith(".venv/bin/sp-")] == \
+                [".venv/bin/sp-score"] * 2
+        out = make(*args, f"METRIC={metric}", "POSITIVE=speech", "predict").stdout
+        summary = (exp / "summary.txt").read_text().splitlines()
+        assert len(summary) == 2 and all(line in out for line in summary)
+        for line, path in zip(summary, scored):
+            m = json.loads(path.read_text())
+            assert {"accuracy", "macro_f1", "f1", "eer", "positive", "better", "headline"} <= set(m)
+            assert m["positive"] == "speech" and m["better"]["eer"] == "lower" and m["better"]["f1"] == "higher"
+            assert m["headline"] == {"metric": metric, "value": m[metric], "better": better}
+            assert line == f"SCR test {metric} {m[metric]:.4f} ({better} is better)  {path}"
