@@ -133,7 +133,8 @@ def test_spelled_with_fewer_classes_than_units_is_freq_and_multi_slot_labels_spe
     verbalizer = fit(lines, "spelled", vocabulary=few + ["activate"])
     assert verbalizer.length == 3
     bring = next(line for line in lines if line.label[0] == "bring")
-    assert len(apply(verbalizer, bring).label) == 3 * 3 and verbalizer.decode(verbalizer.encode(bring.label)) == "bring 1 none"
+    assert len(apply(verbalizer, bring).label) == 3 * 3
+    assert verbalizer.decode(verbalizer.encode(bring.label)) == "bring 1 none"
 
 
 def test_learnable_spells_class_indices_past_the_vocabulary_in_numeric_order():
