@@ -77,7 +77,8 @@ def nemo_vad(root: Path, ctx: Context) -> Iterator[Item]:
         if info is None:  # skipped under --skip-bad
             continue
         rate = info.samplerate
-        offset, num_samples = int(record["offset"] * rate), int(round(record["duration"] * rate))
+        # round() first: 0.29 s * 100 Hz is 28.999999999999996 in floating point, 29 samples meant
+        offset, num_samples = int(round(record["offset"] * rate, 6)), int(round(record["duration"] * rate))
         if info.frames < offset + num_samples <= info.frames + SLACK_SECONDS * rate:
             num_samples = info.frames - offset
         uid = make_id(f"{path.relative_to(common).with_suffix('').as_posix()}@{offset}")
