@@ -39,6 +39,8 @@ CROP ?= center
 # The headline metric of summary.txt (accuracy, macro_f1, f1, eer) and the label whose F1/EER is reported.
 METRIC ?= accuracy
 POSITIVE ?=
+MANIFEST_OPTS ?=
+BATCH_SIZE ?= 32
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -54,6 +56,7 @@ include mk/assets.mk
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
 TRACKED += MAX_UNITS CROP METRIC POSITIVE
+TRACKED += DATASET MANIFEST_OPTS BATCH_SIZE
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -76,14 +79,17 @@ ifeq ($(SYNTH_CORPUS),)
 $(error TASK=$(TASK) has no offline corpus: give DATA=<dataset dir> or UNITS=<units dir>)
 endif
 CORPUS := $(EXP)/corpus
-$(CORPUS)/testing_list.txt: $(T)/synth.py $(call var,SEED SYNTH_SPEAKERS) | $(STAMP)
+CORPUS_DONE := $(CORPUS)/testing_list.txt
+$(CORPUS_DONE): $(T)/synth.py $(call var,SEED SYNTH_SPEAKERS) | $(STAMP)
 	$(SP)synth --seed $(SEED) --speakers $(SYNTH_SPEAKERS) --force $(CORPUS)
 else
+# Any layout: the manifests depend on the DATA path (its top folder's time, if it exists) and its value.
 CORPUS := $(DATA)
+CORPUS_DONE := $(wildcard $(DATA)) $(call var,DATA)
 endif
 
-$(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS)/testing_list.txt $(T)/manifest.py | $(STAMP)
-	$(SP)manifest $(DATASET) $(CORPUS) --out-dir $(EXP)/manifest
+$(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS_DONE) $(T)/manifest.py $(wildcard $(T)/datasets/*.py) $(call var,DATASET MANIFEST_OPTS) | $(STAMP)
+	$(SP)manifest $(DATASET) $(CORPUS) $(MANIFEST_OPTS) --out-dir $(EXP)/manifest
 
 ENCODER_ARGS := $(strip --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER)) $(if $(filter logmel,$(ENCODER)),$(LOGMEL_OPTS)))
 KM := $(or $(KMEANS),$(EXP)/km.bin)
@@ -130,8 +136,8 @@ endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
+	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

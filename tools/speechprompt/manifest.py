@@ -37,6 +37,8 @@ class Checker:
         return self.cache[path]
 
     def check(self, path: Path, where: str | None):
+        if not path.is_file():
+            raise BadInput("audio file not found", *locate(path, where))
         info = audio.probe(str(path), where)
         problem = None
         if info.samplerate != self.sample_rate:
@@ -83,17 +85,18 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
 @click.option("--split-column", help="table: the split column of a single table (default: `split` if present).")
 @click.option("--valid-percent", default=10.0, show_default=True, help="Hash-rule share of valid, where used.")
 @click.option("--test-percent", default=10.0, show_default=True, help="Hash-rule share of test, where used.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the adapters' seeded splits.")
 @click.option("--sample-rate", default=16000, show_default=True, help="The rate every file must have.")
 @click.option("--any-rate", is_flag=True, help="Let other rates and stereo through (sp-quantize resamples and mixes down).")
 @skip_bad_option
 def main(dataset, root, out_dir, split, output, test_dir, path_column, label_columns, id_column,
-         split_column, valid_percent, test_percent, sample_rate, any_rate, skip_bad):
+         split_column, valid_percent, test_percent, seed, sample_rate, any_rate, skip_bad):
     if (out_dir is None) == (split is None):
         raise click.UsageError("give either --out-dir DIR or --split NAME [-o FILE]")
     skip = Skipper(skip_bad)
     check = Checker(skip, sample_rate, any_rate)
     ctx = Context(check, test_dir, path_column, tuple(label_columns), id_column, split_column,
-                  valid_percent, test_percent)
+                  valid_percent, test_percent, seed, skip)
     wanted = [split] if split else list(SPLITS)
     items = [item for item in ADAPTERS[dataset](root, ctx) if item.split in wanted]
     rows: dict[str, list[Utterance]] = {name: [] for name in wanted}

@@ -13,6 +13,11 @@ module in this package with one registered function:
 
 sp-manifest probes every item's audio, checks rate and channels, ids and
 segments, sorts by id and writes one manifest per split; adapters only list.
+A bad record (an unknown label, a malformed line) goes to
+`ctx.reject(message, "file:line")`: an error, or under --skip-bad a counted
+skip after which the adapter leaves the record out.  Items carry `where`, so
+a listed file that is missing or unreadable is reported at its record's line.
+Ids come from `make_id` (NFC, no whitespace).
 Every module of this package is imported on start, so registering is enough.
 """
 from __future__ import annotations
@@ -21,11 +26,13 @@ import dataclasses
 import hashlib
 import importlib
 import pkgutil
+import random
 import re
+import unicodedata
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence, TypeVar
 
-from ..io import BadInput
+from ..io import BadInput, Skipper
 
 SPLITS = ("train", "valid", "test")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -54,6 +61,13 @@ class Context:
     split_column: str | None = None
     valid_percent: float = 10.0
     test_percent: float = 10.0
+    seed: int = 1  # of the seeded splits
+    skip: Skipper = dataclasses.field(default_factory=lambda: Skipper(False))
+
+    def reject(self, message: str, where: str | None = None) -> None:
+        """A bad record: an error, or under --skip-bad a counted skip (the adapter then leaves it out)."""
+        with self.skip.guard():
+            raise BadInput(message, where)
 
 
 Adapter = Callable[[Path, Context], Iterator[Item]]
@@ -91,6 +105,48 @@ def which_set(name: str, valid_percent: float = 10.0, test_percent: float = 10.0
 def slot(value: str) -> str:
     """One label slot: inner whitespace becomes `_` (`change language` -> `change_language`)."""
     return "_".join(value.split())
+
+
+def make_id(*parts: str) -> str:
+    """An utterance id from path-like parts joined by `/`: Unicode NFC, each run of
+    whitespace made `_` (`D_SPK1_c2 (4)` -> `D_SPK1_c2_(4)`), so ids stay one TSV field
+    and one token of the whitespace-separated tools."""
+    return "_".join(unicodedata.normalize("NFC", "/".join(parts)).split())
+
+
+def nfc(text: str) -> str:
+    """Labels and names compared as Unicode NFC (file systems may hand back NFD)."""
+    return unicodedata.normalize("NFC", text)
+
+
+T = TypeVar("T")
+
+
+def seeded_order(items: Sequence[T], seed: int | str) -> list[T]:
+    """`items` sorted, then shuffled by `random.Random(seed)`: the same on every machine."""
+    ordered = sorted(items)
+    random.Random(seed).shuffle(ordered)
+    return ordered
+
+
+def split_sizes(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, valid, test) counts of `n` items, valid and test rounded half up."""
+    test = min(n, int(n * test_fraction + 0.5))
+    valid = min(n - test, int(n * valid_fraction + 0.5))
+    return n - valid - test, valid, test
+
+
+def cut(ordered: Sequence[T], valid_fraction: float, test_fraction: float) -> dict[T, str]:
+    """item -> split: the first of `ordered` go to test, the next to valid, the rest to train."""
+    _, valid, test = split_sizes(len(ordered), valid_fraction, test_fraction)
+    return {item: "test" if k < test else "valid" if k < test + valid else "train"
+            for k, item in enumerate(ordered)}
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise BadInput(f"{what} not found: {path}")
+    return path
 
 
 def audio_files(directory: Path) -> list[Path]:

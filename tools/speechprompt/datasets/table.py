@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io import BadInput
-from . import SPLITS, Context, Item, register, slot, which_set
+from . import SPLITS, Context, Item, make_id, register, slot, which_set
 
 SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
                "dev": "valid", "test": "test", "testing": "test"}
@@ -71,7 +71,7 @@ def read_table(table: Path, base: Path, ctx: Context, split: str | None, path_co
                 row_split = SPLIT_NAMES[value]
             else:
                 row_split = split or which_set(path.name, ctx.valid_percent, ctx.test_percent)
-            yield Item(row_split, uid, path, label, where=where)
+            yield Item(row_split, make_id(uid), path, label, where=where)
 
 
 @register("table")
