@@ -6,7 +6,7 @@ import torch
 from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
 from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
-from speechprompt.prompting.model import PromptLM
+from speechprompt.prompting.model import PromptConfig, PromptLM
 from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, PromptModel, read_split
 
 
@@ -15,7 +15,7 @@ from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, Promp
 def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_pos, io_dim):
     base, _ = build_lm(str(tmp_path), normalize_before=normalize_before, learned_pos=learned_pos, io_dim=io_dim)
     base.eval()
-    model = PromptLM(base, 5, deep=False, input_prompt=False, separator=False)
+    model = PromptLM(base, PromptConfig(5, deep=False, input_prompt=False, separator=False))
     tokens = torch.randint(4, 24, (3, 11))
     tokens[1, 7:] = base.decoder.padding_idx  # right padding: compare the real positions
     with torch.no_grad():
@@ -28,7 +28,7 @@ def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_
 
 def test_kv_cache_continuation_equals_full_forward(tmp_path):
     base, _ = build_lm(str(tmp_path), normalize_before=True)
-    model = PromptLM(base.eval(), 3, deep=True, input_prompt=True, separator=True)
+    model = PromptLM(base.eval(), PromptConfig(3, deep=True, input_prompt=True, separator=True))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -44,10 +44,10 @@ def test_kv_cache_continuation_equals_full_forward(tmp_path):
 
 def test_trainable_count_at_gslm_size(tmp_path):
     base, _ = build_lm(str(tmp_path), layers=12, dim=1024, heads=16, ffn=8)
-    model = PromptLM(base, 5, deep=True, input_prompt=True, separator=True)
+    model = PromptLM(base, PromptConfig(5, deep=True, input_prompt=True, separator=True))
     assert model.trainable_count() == 129_024
     assert all(not p.requires_grad for p in base.parameters())
-    shallow = PromptLM(base, 5, deep=False, input_prompt=True, separator=True)
+    shallow = PromptLM(base, PromptConfig(5, deep=False, input_prompt=True, separator=True))
     assert shallow.trainable_count() == 5 * 1024 + 1024
 
 
@@ -64,7 +64,7 @@ def test_prompt_tuning_updates_only_prompts_and_loss_goes_down(tmp_path):
     base, dictionary = load_lm(lm)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     torch.manual_seed(0)
-    model = PromptModel(PromptLM(base, 5))
+    model = PromptModel(PromptLM(base, PromptConfig(5)))
     model.prompt.register_buffer("token_class", torch.full((len(dictionary),), -100), persistent=False)
     criterion = LabelCrossEntropy(None)
     criterion.padding_idx = dictionary.pad()
@@ -142,7 +142,7 @@ def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
     lrs = [float(line.split("| lr ")[1].split()[0]) for line in run.stderr.splitlines()
            if line.startswith("INFO:train:epoch")]
     assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] == 0, lrs  # 4 updates an epoch, 12 in all
-    assert load_checkpoint(tmp_path / "p.pt")["config"]["lr_schedule"] == "linear"
+    assert load_checkpoint(tmp_path / "p.pt")["training"]["lr_schedule"] == "linear"
 
 
 def test_warmup_without_the_linear_schedule_is_a_usage_error(tmp_path):

@@ -8,6 +8,7 @@ checkpoints go to `--work-dir`. The output checkpoint holds only the trained
 tensors (the prompts; everything with `--finetune`), the base's path and
 sha256, the hyper-parameters and the candidate labels seen in train.
 """
+import dataclasses
 import logging
 import os
 import shutil
@@ -25,15 +26,15 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
     """The distinct label token sequences of the train split, as text (decoding candidates), and the count
     of its well-formed sentences (`units <s> label`; those are what --skip-bad keeps)."""
     from fairseq.data import Dictionary
-    from .prompting.plugin import lm_dict_path, read_split
+    from .prompting.plugin import lm_dict_path, read_split, split_at_separator
 
     dictionary = Dictionary.load(lm_dict_path(base, base_dict))
     sentences, _ = read_split(data, "train", dictionary)
     labels, n_good = set(), 0
     for seq in sentences:
-        sep = (seq == dictionary.bos()).nonzero()
-        if len(sep) == 1:
-            label = dictionary.string(seq[int(sep[0, 0]) + 1:])
+        parts = split_at_separator(seq, dictionary)
+        if parts is not None:
+            label = dictionary.string(parts[1])
             labels.add(label)
             n_good += bool(label)
     return sorted(label for label in labels if label), n_good
@@ -68,10 +69,12 @@ def train_labels(data: str, base: str, base_dict: str | None) -> tuple[list[str]
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
          num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_epoch, max_update, patience,
          valid_every, device, threads, precision, seed, skip_bad):
-    import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
+
+    from .prompting.model import PromptConfig
+    from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
 
     for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
         if isinstance(handler, logging.StreamHandler):
@@ -87,13 +90,14 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         if not all(label.isdigit() for label in " ".join(labels).split()):
             raise BadInput("--linear-verbalizer needs labels verbalized as class indices (sp-verbalize --method learnable)", data)
         num_classes = 1 + max(int(t) for t in " ".join(labels).split())
+    config = PromptConfig(prompt_length, deep, input_prompt, separator, num_classes if linear_verbalizer else 0, finetune)
     keep_work_dir = bool(work_dir)
     work_dir = work_dir or output + ".work"
     # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
     # earlier run) would be picked up silently, so every run starts from a fresh directory
     shutil.rmtree(work_dir, ignore_errors=True)
     argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
-            "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
+            *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
             "--batch-size", str(batch_size), "--max-epoch", str(max_epoch), "--max-update", str(max_update),
             "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
             "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
@@ -104,9 +108,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
                  "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
     argv += ["--base-dict", base_dict] if base_dict else []
-    argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
-    argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
-    argv += ["--finetune"] * finetune + ["--skip-bad"] * skip_bad
+    argv += ["--skip-bad"] * skip_bad
     argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
     argv += amp_argv(precision)
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
@@ -119,11 +121,9 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     if not os.path.exists(best):
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
-    config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
-                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
-                  lr_schedule=lr_schedule, batch_size=batch_size, seed=seed)
     base_dict = os.path.abspath(base_dict) if base_dict else None
-    checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
+    checkpoint = {"prompt": state["model"], "config": dataclasses.asdict(config), "labels": labels,
+                  "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, seed=seed),
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
                   "best": state.get("extra_state", {}).get("best")}
     with atomic_path(output) as tmp:

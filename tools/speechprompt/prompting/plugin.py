@@ -27,11 +27,21 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.tasks import FairseqTask, register_task
 
 from speechprompt.checkpoints import load_lm
-from speechprompt.prompting.model import PromptLM
+from speechprompt.prompting.model import PromptConfig, PromptLM
 
 
 def lm_dict_path(base: str, base_dict: str | None) -> str:
     return base_dict or os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
+
+
+def split_at_separator(seq: torch.Tensor, dictionary: Dictionary):
+    """`u1 .. un <s> l1 .. lk [</s>]` -> (units, label) tensors; None unless there is exactly one `<s>`."""
+    where = (seq == dictionary.bos()).nonzero()
+    if len(where) != 1:
+        return None
+    cut = int(where[0, 0])
+    end = len(seq) - int(len(seq) > cut + 1 and seq[-1] == dictionary.eos())
+    return seq[:cut], seq[cut + 1:end]
 
 
 def read_split(data: str, split: str, lm_dict: Dictionary):
@@ -55,16 +65,15 @@ class LabelDataset(FairseqDataset):
         self.dict = dictionary
         self.items, self.skipped = [], 0
         for i, seq in enumerate(sentences):
-            where = (seq == dictionary.bos()).nonzero()
-            if len(where) != 1 or where[0, 0] >= len(seq) - 2:  # need one <s> followed by a label and </s>
+            parts = split_at_separator(seq, dictionary)
+            if parts is None or not len(parts[1]):
                 if not skip_bad:
                     raise ValueError(f"{name} sentence {i + 1}: expected 'units <s> label'")
                 self.skipped += 1
                 continue
-            sep = int(where[0, 0])
             source = torch.cat([seq.new_tensor([dictionary.eos()]), seq[:-1]])
             target = seq.clone()
-            target[:sep + 1] = dictionary.pad()
+            target[:len(parts[0]) + 1] = dictionary.pad()
             self.items.append((source, target))
         self.sizes = np.array([len(s) for s, _ in self.items])
 
@@ -99,13 +108,31 @@ class SpeechPromptConfig(FairseqDataclass):
     data: str = dataclasses.field(default="", metadata={"help": "data-bin directory (dict.txt, SPLIT.bin/.idx/.id)"})
     base: str = dataclasses.field(default="", metadata={"help": "the frozen unit LM checkpoint"})
     base_dict: str = dataclasses.field(default="", metadata={"help": "its dict.txt (default: beside the checkpoint)"})
+    skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
+    # PromptConfig's fields as fairseq flags. fairseq's argparse can only switch a bool flag
+    # on, so a field on by default is `no_<field>` here; `prompt()` and `prompt_flags()` translate.
     prompt_length: int = dataclasses.field(default=5, metadata={"help": "prompt vectors per prompt"})
-    shallow: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
+    no_deep: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
     no_input_prompt: bool = dataclasses.field(default=False, metadata={"help": "no input prefix prompt"})
     no_separator: bool = dataclasses.field(default=False, metadata={"help": "keep the base's <s> embedding"})
     num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes"})
     finetune: bool = dataclasses.field(default=False, metadata={"help": "train the base LM too (full fine-tuning)"})
-    skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
+
+    def prompt(self) -> PromptConfig:
+        return PromptConfig(**{f.name: not getattr(self, f"no_{f.name}") if f.default is True else getattr(self, f.name)
+                               for f in dataclasses.fields(PromptConfig)})
+
+
+def prompt_flags(config: PromptConfig) -> list[str]:
+    """The fairseq command-line flags of `config` (SpeechPromptConfig's spelling)."""
+    flags = []
+    for f in dataclasses.fields(PromptConfig):
+        value, name = getattr(config, f.name), f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            flags += [f"--no-{name}"] if f.default and not value else [f"--{name}"] if value and not f.default else []
+        else:
+            flags += [f"--{name}", str(value)]
+    return flags
 
 
 @register_task("speech_prompt", dataclass=SpeechPromptConfig)
@@ -134,14 +161,12 @@ class SpeechPromptTask(FairseqTask):
         return None
 
 
-def build_prompt_lm(cfg: SpeechPromptConfig, device="cpu") -> PromptLM:
+def build_prompt_lm(base_path: str, base_dict: str | None, config: PromptConfig, device="cpu") -> PromptLM:
     """The frozen base from its checkpoint, and fresh prompts (seeded by the caller)."""
-    base, dictionary = load_lm(cfg.base, lm_dict_path(cfg.base, cfg.base_dict or None), device)
-    model = PromptLM(base, cfg.prompt_length, deep=not cfg.shallow, input_prompt=not cfg.no_input_prompt,
-                     separator=not cfg.no_separator, num_classes=cfg.num_classes,
-                     sep_index=dictionary.bos(), finetune=cfg.finetune).to(device)
+    base, dictionary = load_lm(base_path, lm_dict_path(base_path, base_dict or None), device)
+    model = PromptLM(base, config, sep_index=dictionary.bos()).to(device)
     classes = torch.full((len(dictionary),), -100, dtype=torch.long)
-    for c in range(cfg.num_classes):  # learnable verbalizer: label tokens are str(class index)
+    for c in range(config.num_classes):  # learnable verbalizer: label tokens are str(class index)
         classes[dictionary.index(str(c))] = c
     model.register_buffer("token_class", classes.to(device), persistent=False)
     return model
@@ -163,7 +188,7 @@ class PromptModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
-        return cls(build_prompt_lm(task.cfg))
+        return cls(build_prompt_lm(task.cfg.base, task.cfg.base_dict, task.cfg.prompt()))
 
     def forward(self, tokens, target_mask):
         return self.prompt(tokens, target_mask)
