@@ -9,9 +9,7 @@ EXP ?= exp/$(TASK)
 DATA ?=
 UNITS ?=
 ENCODER ?= logmel
-# Kaldi's front end on the log-mel encoder: add-deltas, per-utterance CMVN, 50 frames/s.
-# Measured on the demo corpus against the bare fbank (`LOGMEL_OPTS=`): prompt 0.90
-# against 0.71, tf-idf units baseline 0.95 against 0.79.
+# Kaldi's front end on the log-mel encoder (add-deltas, per-utterance CMVN, 50 frames/s): far better units.
 LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
@@ -76,7 +74,7 @@ var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
 # ------------------------------------------------------- modules as files
 # DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by
-# mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first).
+# mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
 include $(EXP)/.deps.mk
 $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
 	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@

@@ -1,4 +1,6 @@
 """sp-train and the PromptLM: fairseq equivalence, frozen base, trainable count, loss, checkpoint."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,8 @@ from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
 from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
 from speechprompt.prompting.model import PromptConfig, PromptLM
-from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, PromptModel, read_split
+from speechprompt.prompting.plugin import (LabelCrossEntropy, LabelDataset, PromptModel, SpeechPromptConfig,
+                                           prompt_config, prompt_flags, read_split, split_at_separator)
 
 
 @pytest.mark.parametrize("normalize_before,learned_pos,io_dim", [(False, False, None), (True, True, None),
@@ -95,7 +98,8 @@ def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_f
     ckpt = load_checkpoint(toy.prompt)
     assert set(ckpt["prompt"]) == {"input_prompt", "deep_prompt", "separator"}
     assert ckpt["base"]["sha256"] == toy.hash_before and ckpt["base"]["path"].endswith("lm.pt")
-    assert ckpt["config"]["prompt_length"] == 5 and ckpt["config"]["deep"] is True
+    assert ckpt["config"] == dataclasses.asdict(PromptConfig(prompt_length=5, deep=True))  # the one config, as it is
+    assert ckpt["training"] == {"lr": 2e-2, "lr_schedule": "fixed", "batch_size": 16, "seed": 3}
     assert sorted(ckpt["labels"]) == ["1", "2", "3"]  # the verbalized train labels: decoding candidates
     trained = ckpt["prompt"]["separator"]
     base, _ = load_lm(toy.lm)
@@ -152,3 +156,31 @@ def test_warmup_without_the_linear_schedule_is_a_usage_error(tmp_path):
                 check=False)
     assert result.returncode == 2 and "--warmup-updates needs --lr-schedule linear" in result.stderr
     assert not (tmp_path / "p.pt").exists()
+
+
+@pytest.mark.parametrize("config", [PromptConfig(), PromptConfig(3, deep=False, input_prompt=False, separator=False,
+                                                                  num_classes=4, finetune=True)])
+def test_the_prompt_config_crosses_fairseqs_command_line_unchanged(config):
+    from fairseq import options
+
+    argv = ["data", "--task", "speech_prompt", "--arch", "prompt_lm", "--criterion", "label_ce", *prompt_flags(config)]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task_cfg = SpeechPromptConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SpeechPromptConfig)
+                                     if hasattr(args, f.name)})
+    assert prompt_config(task_cfg) == config
+
+
+def test_an_older_checkpoints_config_dict_still_reads():
+    old = dict(prompt_length=10, deep=True, input_prompt=False, separator=True, num_classes=0, finetune=False,
+               lr=0.03, lr_schedule="fixed", batch_size=32, seed=1)  # training settings were kept beside it
+    assert PromptConfig.from_dict(old) == PromptConfig(10, input_prompt=False)
+
+
+def test_split_at_the_separator():
+    from fairseq.data import Dictionary
+
+    d = Dictionary()  # <s> 0, <pad> 1, </s> 2, <unk> 3
+    units, label = split_at_separator(torch.tensor([7, 8, 0, 9, 10, 2]), d)
+    assert units.tolist() == [7, 8] and label.tolist() == [9, 10]
+    assert split_at_separator(torch.tensor([7, 0, 2]), d)[1].tolist() == []  # no label
+    assert split_at_separator(torch.tensor([7, 8, 2]), d) is None and split_at_separator(torch.tensor([0, 7, 0, 2]), d) is None

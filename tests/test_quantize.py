@@ -439,3 +439,14 @@ def test_logmel_end_to_end_on_a_tiny_sp_synth_corpus(tmp_path):
     assert all(sum(map(int, r[3].split())) == 1 + (int(m[3]) - 400) // 160 for r, m in zip(rows, manifest))
     assert all(set(r[1].split()) <= set(map(str, range(16))) for r in rows)
     assert len({r[1] for r in rows}) == len(rows)  # different words, different unit strings
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_resampler_is_scipys_polyphase_default_in_the_dtype_it_gets(dtype):
+    from scipy.signal import resample_poly
+
+    x = np.random.default_rng(0).standard_normal(22050).astype(dtype)
+    for rate, up, down in [(22050, 320, 441), (8000, 2, 1), (44100, 160, 441)]:
+        y = resample(x[:rate], rate, RATE)
+        assert y.dtype == dtype and np.array_equal(y, resample_poly(x[:rate], up, down))
+    assert resample(x, RATE, RATE) is x

@@ -39,8 +39,8 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
         return wave
     from scipy.signal import resample_poly
 
-    g = gcd(rate, target)
-    return resample_poly(wave, target // g, rate // g, window=_lowpass(target // g, rate // g)).astype(wave.dtype)
+    up, down = target // gcd(rate, target), rate // gcd(rate, target)
+    return resample_poly(wave, up, down, window=_lowpass(up, down).astype(wave.dtype))  # float32 stays float32
 
 
 def load(utt: Utterance, rate: int) -> np.ndarray:

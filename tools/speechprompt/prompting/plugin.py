@@ -110,7 +110,7 @@ class SpeechPromptConfig(FairseqDataclass):
     base_dict: str = dataclasses.field(default="", metadata={"help": "its dict.txt (default: beside the checkpoint)"})
     skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
     # PromptConfig's fields as fairseq flags. fairseq's argparse can only switch a bool flag
-    # on, so a field on by default is `no_<field>` here; `prompt()` and `prompt_flags()` translate.
+    # on, so a field on by default is `no_<field>` here; `prompt_config` and `prompt_flags` translate.
     prompt_length: int = dataclasses.field(default=5, metadata={"help": "prompt vectors per prompt"})
     no_deep: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
     no_input_prompt: bool = dataclasses.field(default=False, metadata={"help": "no input prefix prompt"})
@@ -118,9 +118,11 @@ class SpeechPromptConfig(FairseqDataclass):
     num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes"})
     finetune: bool = dataclasses.field(default=False, metadata={"help": "train the base LM too (full fine-tuning)"})
 
-    def prompt(self) -> PromptConfig:
-        return PromptConfig(**{f.name: not getattr(self, f"no_{f.name}") if f.default is True else getattr(self, f.name)
-                               for f in dataclasses.fields(PromptConfig)})
+
+def prompt_config(cfg) -> PromptConfig:
+    """The PromptConfig of a SpeechPromptConfig (or of the omegaconf view fairseq hands the task)."""
+    return PromptConfig(**{f.name: not getattr(cfg, f"no_{f.name}") if f.default is True else getattr(cfg, f.name)
+                           for f in dataclasses.fields(PromptConfig)})
 
 
 def prompt_flags(config: PromptConfig) -> list[str]:
@@ -188,7 +190,7 @@ class PromptModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
-        return cls(build_prompt_lm(task.cfg.base, task.cfg.base_dict, task.cfg.prompt()))
+        return cls(build_prompt_lm(task.cfg.base, task.cfg.base_dict, prompt_config(task.cfg)))
 
     def forward(self, tokens, target_mask):
         return self.prompt(tokens, target_mask)
