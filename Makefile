@@ -8,8 +8,7 @@ SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
-# OpenMP threads that sleep instead of spinning: on a busy 2-core machine spinning
-# made k-means 3-30x slower (measured in tests/bench_quantize.py).
+# OpenMP threads that sleep instead of spinning: spinning ones slow k-means many times on a shared CPU.
 export OMP_WAIT_POLICY ?= PASSIVE
 
 TASK ?= SCR

@@ -1,7 +1,7 @@
 # One experiment, stage by stage: the recipe of `make TASK=... predict`.
 # Every target is a file under $(EXP); every tool writes its output atomically,
 # so an interrupted run resumes where it stopped. Each stage depends on the
-# module of the tool it runs and on the variables it uses (files under
+# modules of the tool it runs and on the variables it uses (files under
 # $(EXP)/.var that change only when the value does), so changing a tool or a
 # variable reruns only the stages downstream of it.
 
@@ -9,9 +9,7 @@ EXP ?= exp/$(TASK)
 DATA ?=
 UNITS ?=
 ENCODER ?= logmel
-# Kaldi's front end on the log-mel encoder: add-deltas, per-utterance CMVN, 50 frames/s.
-# Measured on the demo corpus against the bare fbank (`LOGMEL_OPTS=`): prompt 0.90
-# against 0.71, tf-idf units baseline 0.95 against 0.79.
+# Kaldi's front end on the log-mel encoder (add-deltas, per-utterance CMVN, 50 frames/s): far better units.
 LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
@@ -44,6 +42,22 @@ BATCH_SIZE ?= 32
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
+# The command of each stage (README, "Swapping a tool for your own"): tracked like the
+# settings, so a command of your own, here or in a task file, reruns its stage and what follows.
+SYNTH ?= $(SP)synth
+MANIFEST ?= $(SP)manifest
+KMEANS_FIT ?= $(SP)kmeans
+QUANTIZE ?= $(SP)quantize
+DEDUP ?= $(SP)dedup
+LMDATA ?= $(SP)lmdata
+VERBALIZE ?= $(SP)verbalize
+BINARIZE ?= $(SP)binarize
+PRETRAIN ?= $(SP)pretrain
+TRAIN ?= $(SP)train
+SAMPLE ?= $(SP)sample
+SCORE ?= $(SP)score
+BASELINE ?= $(SP)baseline
+COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
@@ -54,12 +68,12 @@ include mk/assets.mk
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
-           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
-TRACKED += MAX_UNITS CROP METRIC POSITIVE
-TRACKED += DATASET MANIFEST_OPTS BATCH_SIZE
-CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
+           PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS \
+           MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE $(COMMANDS)
+quote = '$(subst ','\'',$(strip $1))'
+CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
-$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
+$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' $(call quote,$($v)) > $(VAR)/$v))
 else
 DIRTY := $(CHANGED)
 endif
@@ -67,12 +81,21 @@ $(VAR)/%: ;
 .PHONY: FORCE
 var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
+# ------------------------------------------------------- modules as files
+# DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by
+# mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
+include $(EXP)/.deps.mk
+$(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
+	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@
+# A stage's prerequisites: its tools' modules and the variables of its commands.
+uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
+
 # ------------------------------------------------------- 1-4: speech to units
 ifneq ($(UNITS),)
 # Units given (GSLM `name|units|label`): the audio stages are skipped.
 # Repeated lines (duplicate ids) are dropped, counted, by --skip-bad.
-$(EXP)/units/%.tsv: $(UNITS)/%.txt $(T)/dedup.py $(call var,UNITS) | $(STAMP)
-	$(SP)dedup --skip-bad $< -o $@
+$(EXP)/units/%.tsv: $(UNITS)/%.txt $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
+	$(DEDUP) --skip-bad $< -o $@
 else
 ifeq ($(DATA),)
 ifeq ($(SYNTH_CORPUS),)
@@ -80,30 +103,30 @@ $(error TASK=$(TASK) has no offline corpus: give DATA=<dataset dir> or UNITS=<un
 endif
 CORPUS := $(EXP)/corpus
 CORPUS_DONE := $(CORPUS)/testing_list.txt
-$(CORPUS_DONE): $(T)/synth.py $(call var,SEED SYNTH_SPEAKERS) | $(STAMP)
-	$(SP)synth --seed $(SEED) --speakers $(SYNTH_SPEAKERS) --force $(CORPUS)
+$(CORPUS_DONE): $(call uses,synth,SYNTH) $(call var,SEED SYNTH_SPEAKERS) | $(STAMP)
+	$(SYNTH) --seed $(SEED) --speakers $(SYNTH_SPEAKERS) --force $(CORPUS)
 else
 # Any layout: the manifests depend on the DATA path (its top folder's time, if it exists) and its value.
 CORPUS := $(DATA)
 CORPUS_DONE := $(wildcard $(DATA)) $(call var,DATA)
 endif
 
-$(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS_DONE) $(T)/manifest.py $(wildcard $(T)/datasets/*.py) $(call var,DATASET MANIFEST_OPTS) | $(STAMP)
-	$(SP)manifest $(DATASET) $(CORPUS) $(MANIFEST_OPTS) --out-dir $(EXP)/manifest
+$(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS_DONE) $(call uses,manifest,MANIFEST) $(call var,DATASET MANIFEST_OPTS) | $(STAMP)
+	$(MANIFEST) $(DATASET) $(CORPUS) $(MANIFEST_OPTS) --out-dir $(EXP)/manifest
 
 ENCODER_ARGS := $(strip --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER)) $(if $(filter logmel,$(ENCODER)),$(LOGMEL_OPTS)))
 KM := $(or $(KMEANS),$(EXP)/km.bin)
-$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(wildcard $(T)/encoders/*.py) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
-	$(SP)kmeans $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
+$(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
+	$(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/kmeans_model.py $(wildcard $(T)/encoders/*.py) $(T)/dedup.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
-	$(SP)quantize $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(SP)dedup -o $@
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(call uses,quantize dedup,QUANTIZE DEDUP) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
+	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
 endif
 
 # ----------------------------------------------- 5: LM data, verbalizer, bins
 CROP_ARGS := $(if $(MAX_UNITS),--max-units $(MAX_UNITS) --crop $(CROP))
-$(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(T)/lmdata.py $(call var,MAX_UNITS CROP) | $(STAMP)
-	$(SP)lmdata $(CROP_ARGS) $< -o $@
+$(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNITS CROP) | $(STAMP)
+	$(LMDATA) $(CROP_ARGS) $< -o $@
 
 # The uLM's dictionary: DICT (GSLM's dict.txt for a real uLM), else `0 1` ... `K-1 1`, the same form.
 BIN_DICT := $(or $(DICT),$(EXP)/dict.txt)
@@ -112,50 +135,50 @@ $(EXP)/dict.txt: $(call var,K)
 
 # The linear verbalizer learns its own map: labels become class indices (`learnable`).
 LINEAR := $(filter 1 yes true,$(LINEAR_VERBALIZER))
-$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(T)/verbalize.py $(T)/verbalizer.py $(call var,VERBALIZER LINEAR_VERBALIZER SEED) | $(STAMP)
-	$(SP)verbalize fit --method $(if $(LINEAR),learnable,$(VERBALIZER)) --seed $(SEED) --dict $(BIN_DICT) $< -o $@
+$(EXP)/verbalizer.json: $(EXP)/lm/train.lm $(BIN_DICT) $(call uses,verbalize,VERBALIZE) $(call var,VERBALIZER LINEAR_VERBALIZER SEED) | $(STAMP)
+	$(VERBALIZE) fit --method $(if $(LINEAR),learnable,$(VERBALIZER)) --seed $(SEED) --dict $(BIN_DICT) $< -o $@
 
-$(EXP)/lm/%.vlm: $(EXP)/lm/%.lm $(EXP)/verbalizer.json | $(STAMP)
-	$(SP)verbalize apply $(EXP)/verbalizer.json $< -o $@
+$(EXP)/lm/%.vlm: $(EXP)/lm/%.lm $(EXP)/verbalizer.json $(call uses,verbalize,VERBALIZE) | $(STAMP)
+	$(VERBALIZE) apply $(EXP)/verbalizer.json $< -o $@
 
-$(EXP)/data-bin/test.id: $(foreach s,$(SPLITS),$(EXP)/lm/$s.vlm) $(BIN_DICT) $(T)/binarize.py | $(STAMP)
-	$(SP)binarize --dict $(BIN_DICT) --out $(@D) $(foreach s,$(SPLITS),$s=$(EXP)/lm/$s.vlm)
+$(EXP)/data-bin/test.id: $(foreach s,$(SPLITS),$(EXP)/lm/$s.vlm) $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
+	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) $(foreach s,$(SPLITS),$s=$(EXP)/lm/$s.vlm)
 
 # ------------------------------------------------------ 6: the unit LM
 ifneq ($(ULM),)
 ULM_CKPT := $(ULM)
 else
 ULM_CKPT := $(EXP)/ulm/checkpoint_best.pt
-$(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(T)/lmdata.py $(call var,MAX_UNITS CROP) | $(STAMP)
-	$(SP)lmdata --no-label $(CROP_ARGS) $< -o $@
-$(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(T)/binarize.py | $(STAMP)
-	$(SP)binarize --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(T)/pretrain.py $(call var,ULM_SIZE ULM_EPOCHS SEED) | $(STAMP)
-	$(SP)pretrain $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNITS CROP) | $(STAMP)
+	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
+$(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
+	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED) | $(STAMP)
+	$(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
+	$(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
 
-$(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
-	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+$(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
+	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 SCORE_ARGS := --metric $(METRIC) $(if $(POSITIVE),--positive '$(POSITIVE)')
-$(EXP)/metrics.json: $(EXP)/predictions.jsonl $(T)/score.py $(call var,METRIC POSITIVE) | $(STAMP)
-	$(SP)score $< $(SCORE_ARGS) --confusion $(EXP)/confusion.png -o $@
+$(EXP)/metrics.json: $(EXP)/predictions.jsonl $(call uses,score,SCORE) $(call var,METRIC POSITIVE) | $(STAMP)
+	$(SCORE) $< $(SCORE_ARGS) --confusion $(EXP)/confusion.png -o $@
 
 # Baselines on the same split: a tf-idf linear probe on the units, and (from
 # audio) a linear probe on log-mel statistics, which needs no units at all.
-$(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(T)/baseline.py | $(STAMP)
-	$(SP)baseline $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
+$(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(call uses,baseline,BASELINE) | $(STAMP)
+	$(BASELINE) $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
 
-$(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv $(T)/baseline.py | $(STAMP)
-	$(SP)baseline --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
+$(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv $(call uses,baseline,BASELINE) | $(STAMP)
+	$(BASELINE) --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
 
-$(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(T)/score.py $(call var,METRIC POSITIVE) | $(STAMP)
-	$(SP)score $< $(SCORE_ARGS) -o $@
+$(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(call uses,score,SCORE) $(call var,METRIC POSITIVE) | $(STAMP)
+	$(SCORE) $< $(SCORE_ARGS) -o $@
 
 # One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`.
 SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prompt_fixtures import build_lm  # noqa: E402
-from speechprompt.prompting.model import PromptLM  # noqa: E402
+from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 from speechprompt.sample import Decoder  # noqa: E402
 from speechprompt.verbalizer import spell  # noqa: E402
 
@@ -54,8 +54,8 @@ def main():
     tokens[:, -1] = dictionary.bos()
     lengths = torch.full((BATCH,), LENGTH, device=device)
     labels = spell(CLASSES, [str(u) for u in range(100)])
-    spelled = Decoder(PromptLM(base, 5).to(device), dictionary, labels)
-    linear = Decoder(PromptLM(base, 5, num_classes=CLASSES).to(device), dictionary, labels)
+    spelled = Decoder(PromptLM(base, PromptConfig(5)).to(device), dictionary, labels)
+    linear = Decoder(PromptLM(base, PromptConfig(5, num_classes=CLASSES)).to(device), dictionary, labels)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(function):

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prompt_fixtures import build_lm  # noqa: E402
-from speechprompt.prompting.model import PromptLM  # noqa: E402
+from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 from speechprompt.sample import Decoder  # noqa: E402
 
 DIM = int(os.environ.get("BENCH_DIM", 256))
@@ -48,7 +48,7 @@ def main():
     tokens[:, 0] = dictionary.eos()
     tokens[:, -1] = dictionary.bos()  # `</s> units <s>`: what one-pass decoding reads
     lengths = torch.full((BATCH,), LENGTH)
-    model = PromptLM(base, 5, deep=True, input_prompt=True, separator=True)
+    model = PromptLM(base, PromptConfig(5, deep=True, input_prompt=True, separator=True))
     decoder = Decoder(model, dictionary, [str(u) for u in range(40, 52)])  # 12 one-token candidates
 
     # training: the label sits at the last position; the loss is on it only

@@ -15,6 +15,7 @@ SHARED_UNITS = ROOT.parent / "shared" / "data" / "gsc-hubert100"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one; run by tests/gpu_check.sh)")
+    config.addinivalue_line("markers", "slow: runs a whole chain of tools (minutes); deselect with -m 'not slow'")
 
 
 def sp(tool, *args, input=None, check=True, cwd=None):

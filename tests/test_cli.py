@@ -1,7 +1,11 @@
 """Every sp-* tool is installed in the venv, answers --help, and keeps stdout for data."""
+import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
+import torch
 
 from conftest import ROOT, sp
 
@@ -18,3 +22,57 @@ def test_help(tool):
     result = sp(tool.removeprefix("sp-"), "--help", check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: ")
+
+
+SCRIPTS = tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]["scripts"]
+TOOL_MODULES = {entry.split(":")[0] for entry in SCRIPTS.values()}  # speechprompt.quantize, ...
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_importing_a_tool_module_imports_no_other_tool_module(tool):
+    module = SCRIPTS[tool].split(":")[0]
+    code = f"import sys, {module}; print(*sorted(m for m in sys.modules if m.startswith('speechprompt')))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert module in loaded and "speechprompt.io" in loaded
+    assert not loaded & (TOOL_MODULES - {module})
+
+
+def test_no_tool_imports_another_tool_even_lazily():
+    """mk/deps.py reads every import (those inside functions too): no tool's closure holds another tool."""
+    out = subprocess.run([sys.executable, ROOT / "mk" / "deps.py", "tools/pyproject.toml"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    deps = {line.split(" := ")[0].removeprefix("DEPS."): line.split(" := ")[1].split() for line in out.splitlines()}
+    files = {f"tools/{m.replace('.', '/')}.py": m for m in TOOL_MODULES}
+    assert set(deps) == {tool.removeprefix("sp-") for tool in TOOLS}
+    for tool, paths in deps.items():
+        assert [files[p] for p in paths if p in files] == [SCRIPTS[f"sp-{tool}"].split(":")[0]]
+    assert "tools/speechprompt/prompting/model.py" in deps["train"] and "tools/speechprompt/io.py" in deps["sample"]
+    assert "tools/speechprompt/datasets/folders.py" in deps["manifest"]  # loaded by name, not by an import
+
+
+def device_tools():
+    return [tool for tool in TOOLS if "--device" in sp(tool.removeprefix("sp-"), "--help").stdout]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_every_tool_refuses_a_gpu_that_is_not_there_with_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.touch()
+    out = tmp_path / "out"
+    args = {"sp-kmeans": [empty, "-o", out], "sp-quantize": [empty, "--kmeans", empty, "-o", out],
+            "sp-pretrain": [tmp_path, "--save-dir", out], "sp-train": [tmp_path, "--base", empty, "-o", out],
+            "sp-sample": [tmp_path, "--prompt", empty, "-o", out], "sp-baseline": [empty, empty, "-o", out]}
+    assert sorted(args) == device_tools()
+    for tool, tool_args in args.items():
+        result = sp(tool.removeprefix("sp-"), *tool_args, "--device", "cuda:0", check=False)
+        assert (result.returncode, result.stderr) == (2, f"{tool}: error: --device cuda:0: torch sees no CUDA device\n")
+        assert not out.exists()
+
+
+def test_pyproject_declares_what_requirements_txt_installs_for_the_tools():
+    name = lambda spec: re.split(r"[<>=!~\[;\s]", spec.strip(), maxsplit=1)[0].lower()
+    declared = {name(d) for d in tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]["dependencies"]}
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    required = {name(line) for line in lines if line.strip() and not line.startswith("#")}
+    assert required - {"pytest"} <= declared  # pytest runs the tests, not the tools
+    assert not {"fairseq", "ve-fairseq", "torchaudio"} & declared

@@ -1,97 +1,208 @@
-"""The Make chain: dry runs print the experiment; a tiny real run goes end to end."""
+"""The Make chain, in a copy of the tree: dry runs print the experiment; stages rerun exactly when
+a variable, a stage's command or a module its tool imports changes; a tiny real run goes end to end."""
 import json
+import os
 import random
+import re
+import shutil
 import subprocess
+import textwrap
+import time
+from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT, SHARED_UNITS
+from conftest import BIN, ROOT
 
 CLASSES_12 = {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_unknown_", "_silence_"}
 
 STAGES = ["sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-lmdata", "sp-verbalize",
           "sp-binarize", "sp-pretrain", "sp-train", "sp-sample", "sp-score"]
+ALL_TOOLS = set(STAGES) | {"sp-baseline"}
+TREE = ["Makefile", "mk", "tasks", "tools", "requirements.txt"]  # what Make reads; the venv stays the checkout's
+VENV = f"VENV={BIN.parent}"  # the venv that runs pytest
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def make(*args, check=True):
-    result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True)
+def copy_tree(dest):
+    """The files Make reads, copied with their times, so a test can edit them without touching the checkout."""
+    for name in TREE:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return copy_tree(tmp_path_factory.mktemp("tree"))
+
+
+def make(tree, *args, check=True):
+    result = subprocess.run(["make", "--no-print-directory", VENV, *args], cwd=tree, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"make {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
 
 
+def commands(stdout):
+    """The tool that starts each command line of `make -n` (a piped second tool is not counted)."""
+    return [m.group(1) for m in (re.match(r"\S*/bin/(sp-\w+) ", line) for line in stdout.splitlines()) if m]
+
+
 def first_use(lines, tool):
-    return next(i for i, line in enumerate(lines) if line.startswith(f".venv/bin/{tool} "))
+    return next(i for i, line in enumerate(lines) if re.match(rf"\S*/bin/{tool} ", line))
 
 
-def test_dry_run_prints_the_whole_offline_chain_in_order(tmp_path):
-    lines = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "predict").stdout.splitlines()
+def test_dry_run_prints_the_whole_offline_chain_in_order(tree, tmp_path):
+    lines = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "predict").stdout.splitlines()
     order = [first_use(lines, tool) for tool in STAGES]
     assert order == sorted(order)
     assert " --patience 10 " in lines[first_use(lines, "sp-train")]  # tasks/SCR.mk's setting reaches the tool
     front_end = "--encoder logmel --deltas --cmvn --subsample 2 "  # Kaldi's post-processing of the fbank
     assert front_end in lines[first_use(lines, "sp-kmeans")] and front_end in lines[first_use(lines, "sp-quantize")]
-    bare = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "LOGMEL_OPTS=", "predict").stdout.splitlines()
+    bare = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "LOGMEL_OPTS=", "predict").stdout.splitlines()
     assert "--encoder logmel -k 100 " in bare[first_use(bare, "sp-kmeans")]
 
 
-def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tmp_path, shared_units):
+def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tree, tmp_path):
+    units = tmp_path / "units"
+    fake_intent_units(units)
     ulm, dictionary = tmp_path / "hubert100_lm.pt", tmp_path / "dict.txt"
     ulm.touch()
     dictionary.touch()
-    out = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", f"UNITS={SHARED_UNITS}",
+    out = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", f"UNITS={units}",
                f"ULM={ulm}", f"DICT={dictionary}", "LR_SCHEDULE=linear", "WARMUP=100", "predict").stdout
-    for tool in ["sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-pretrain"]:
-        assert f"/{tool} " not in out
-    assert f".venv/bin/sp-dedup --skip-bad {SHARED_UNITS}/train.txt" in out
+    assert not {"sp-synth", "sp-manifest", "sp-kmeans", "sp-quantize", "sp-pretrain"} & set(commands(out))
+    assert f"/sp-dedup --skip-bad {units}/train.txt" in out
     assert f"--base {ulm} --base-dict {dictionary}" in out
     assert f"binarize --dict {dictionary}" in out
     assert "--lr-schedule linear --warmup-updates 100 " in out
 
 
-def test_a_task_without_offline_corpus_asks_for_data(tmp_path):
-    result = make("-n", "TASK=IC", f"EXP={tmp_path}/exp", "predict", check=False)
+def test_a_task_without_offline_corpus_asks_for_data(tree, tmp_path):
+    result = make(tree, "-n", "TASK=IC", f"EXP={tmp_path}/exp", "predict", check=False)
     assert result.returncode != 0 and "give DATA=" in result.stderr
 
 
+def test_a_stage_command_set_on_the_command_line_or_in_a_task_file_is_used(tree, tmp_path):
+    args = ["TASK=SCR", f"EXP={tmp_path}/exp", "predict"]
+    out = make(tree, "-n", "SCORE=my-score --digits 3", *args).stdout
+    assert re.search(r"^my-score --digits 3 \S+/predictions.jsonl --confusion ", out, re.M)
+    task = tree / "tasks" / "MINE.mk"
+    task.write_text((tree / "tasks" / "SCR.mk").read_text() + "BASELINE := my-baseline\n")
+    out = make(tree, "-n", *args, "TASK=MINE").stdout
+    assert re.search(r"^my-baseline \S+/units/train.tsv ", out, re.M) and "sp-baseline" not in out
+
+
+# Expected reruns after editing one module: the tools whose imports reach it, and those downstream.
+AFTER_THE_PROMPTS = {"sp-train", "sp-sample", "sp-score"}
+AFTER_THE_UNITS = {"sp-quantize", "sp-lmdata", "sp-verbalize", "sp-binarize", "sp-pretrain", "sp-baseline"}
+
+
+@pytest.mark.parametrize("module,expected", [
+    ("prompting/model.py", AFTER_THE_PROMPTS),  # only sp-train and sp-sample import it
+    ("kmeans_model.py", AFTER_THE_UNITS | AFTER_THE_PROMPTS),  # sp-quantize's, not sp-kmeans'
+    ("verbalizer.py", {"sp-verbalize", "sp-binarize", "sp-pretrain"} | AFTER_THE_PROMPTS),  # not the units
+    ("audio.py", ALL_TOOLS),  # sp-synth resamples with it, sp-manifest probes the audio
+    ("io.py", ALL_TOOLS),
+])
+def test_editing_a_shared_module_outdates_exactly_the_stages_that_import_it(tmp_path, module, expected):
+    (tmp_path / "tree").mkdir()
+    tree = copy_tree(tmp_path / "tree")
+    args = ["TASK=SCR", f"EXP={tmp_path}/exp", "predict"]
+    for stage in ["corpus", "manifest", "units", "lm", "data-bin", "ulm/data-bin", "baseline", "baseline-logmel"]:
+        (tmp_path / "exp" / stage).mkdir(parents=True)  # make -t touches files, it makes no directories
+    make(tree, "-t", *args)  # every stage marked done without running it
+    assert make(tree, "-q", *args, check=False).returncode == 0
+    path = tree / "tools" / "speechprompt" / module
+    path.write_text(path.read_text() + "\n# edited\n")
+    later = time.time() + 5
+    os.utime(path, (later, later))
+    assert make(tree, "-q", *args, check=False).returncode == 1
+    rerun = commands(make(tree, "-n", *args).stdout)
+    assert set(rerun) == expected
+    if module == "kmeans_model.py":  # the log-mel baseline reads manifests, not units: it stays
+        assert rerun.count("sp-baseline") == 1
+
+
 TINY = ["K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=2", "EPOCHS=3"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tree, tmp_path_factory):
+    """One tiny offline experiment, shared by the tests below (it is the slow part)."""
+    exp = tmp_path_factory.mktemp("tiny") / "exp"
+    args = ["TASK=SCR", f"EXP={exp}", "SYNTH_SPEAKERS=12", *TINY]
+    return SimpleNamespace(exp=exp, args=args, out=make(tree, *args, "predict").stdout)
 
 
 def ids(path):
     return sorted(line.split("\t")[0] for line in path.read_text().splitlines())
 
 
-def test_tiny_offline_chain_runs_end_to_end_and_then_has_nothing_to_do(tmp_path):
-    exp = tmp_path / "exp"
-    args = ["TASK=SCR", f"EXP={exp}", "SYNTH_SPEAKERS=12", *TINY]
-    out = make(*args, "predict").stdout
-    assert "SCR test accuracy" in out and str(exp / "predictions.jsonl") in out
-    metrics = json.loads((exp / "metrics.json").read_text())
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+@pytest.mark.slow
+def test_tiny_offline_chain_runs_end_to_end_and_then_has_nothing_to_do(tree, tiny):
+    exp, args = tiny.exp, tiny.args
+    assert "SCR test accuracy" in tiny.out and str(exp / "predictions.jsonl") in tiny.out
     predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["id"] for p in predictions) == ids(exp / "manifest" / "test.tsv")
     assert all(p["prediction"] in CLASSES_12 for p in predictions)
-    assert (exp / "confusion.png").stat().st_size > 0
+    metrics = json.loads((exp / "metrics.json").read_text())
+    labels = [p["label"] for p in predictions]
+    majority = max(labels.count(label) for label in set(labels)) / len(labels)
+    assert metrics["accuracy"] > max(2 / len(CLASSES_12), majority)  # beats twice chance and the commonest class
+    assert (exp / "confusion.png").read_bytes()[:8] == PNG
 
-    assert make("-q", *args, "predict", check=False).returncode == 0
-    assert "Nothing to be done" in make(*args, "predict").stdout
+    assert make(tree, "-q", *args, "predict", check=False).returncode == 0
+    assert "Nothing to be done" in make(tree, *args, "predict").stdout
     # a prompt-tuning variable reruns prompt tuning and what follows, nothing before it
-    rerun = make("-n", *args[:-1], "EPOCHS=4", "predict").stdout
-    assert "sp-train" in rerun and "sp-sample" in rerun
-    for upstream in ["sp-synth", "sp-manifest", "sp-quantize", "sp-pretrain", "sp-binarize"]:
-        assert upstream not in rerun
+    rerun = commands(make(tree, "-n", *args[:-1], "EPOCHS=4", "predict").stdout)
+    assert set(rerun) == {"sp-train", "sp-sample", "sp-score"}
     # a front-end variable refits k-means and reruns what follows, not the corpus or the manifests
-    refit = make("-n", *args, "LOGMEL_OPTS=--deltas", "predict").stdout
-    assert "sp-kmeans" in refit and "sp-quantize" in refit and "sp-train" in refit
-    assert "sp-synth" not in refit and "sp-manifest" not in refit
-    # touching a tool's module reruns its stage and what follows
-    (ROOT / "tools" / "speechprompt" / "score.py").touch()
-    assert [line.split()[0] for line in make("-n", *args, "predict").stdout.splitlines()
-            if line.startswith(".venv/bin/sp-")] == [".venv/bin/sp-score"] * 3  # the prompt and two baselines
+    refit = set(commands(make(tree, "-n", *args, "LOGMEL_OPTS=--deltas", "predict").stdout))
+    assert {"sp-kmeans", "sp-quantize", "sp-train"} <= refit and not {"sp-synth", "sp-manifest"} & refit
+
+
+# sp-dedup in a few lines of shell: merge consecutive equal units of `id<TAB>units<TAB>label` lines.
+AWK_DEDUP = r"""#!/bin/sh
+while [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; --skip-bad) shift;; *) in=$1; shift;; esac; done
+awk -F'\t' -v OFS='\t' '{ n = split($2, u, " "); s = u[1]
+  for (i = 2; i <= n; i++) if (u[i] != u[i - 1]) s = s " " u[i]
+  $2 = s; print }' "${in:--}" > "$out.tmp" && mv "$out.tmp" "$out"
+"""
+
+
+def test_the_readme_shows_the_awk_dedup_this_file_tests():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("    cat > my-dedup <<'EOF'\n")[1].split("    EOF\n")[0]
+    assert textwrap.dedent(block) == AWK_DEDUP
+
+
+@pytest.mark.slow
+def test_a_stage_swapped_for_a_few_lines_of_shell_reruns_it_and_what_follows(tree, tiny, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny.exp, exp)  # times kept: the copy is up to date
+    args = [a if not a.startswith("EXP=") else f"EXP={exp}" for a in tiny.args]
+    assert make(tree, "-q", *args, "predict", check=False).returncode == 0
+    dedup = tmp_path / "awk-dedup"
+    dedup.write_text(AWK_DEDUP)
+    dedup.chmod(0o755)
+    swapped = [*args, f"DEDUP={dedup}", "predict"]
+    dry = make(tree, "-n", *swapped).stdout
+    assert dry.count(f"| {dedup} -o {exp}/units/") == 3
+    assert set(commands(dry)) == AFTER_THE_UNITS | AFTER_THE_PROMPTS  # not sp-synth, sp-manifest, sp-kmeans
+    before = {path: path.read_bytes() for path in [*sorted(exp.glob("units/*.tsv")), exp / "predictions.jsonl"]}
+    make(tree, *swapped)
+    assert {path: path.read_bytes() for path in before} == before  # the same units, so the same predictions
+    assert make(tree, "-q", *swapped, check=False).returncode == 0
+    assert make(tree, "-q", *args, "predict", check=False).returncode == 1  # back to sp-dedup: a change too
 
 
 def fake_intent_units(directory, seed=0):
     """Units whose content depends on each slot of an `action object location` label."""
+    directory.mkdir()
     rng = random.Random(seed)
     actions, objects, locations = ["activate", "deactivate", "increase"], ["lights", "heat", "1"], ["kitchen", "none"]
     motif = {value: [rng.randrange(60) for _ in range(4)] for value in actions + objects + locations}
@@ -104,12 +215,12 @@ def fake_intent_units(directory, seed=0):
         (directory / f"{split}.txt").write_text("\n".join(lines) + "\n")
 
 
-def test_intent_task_from_units_scores_three_slot_labels(tmp_path):
+@pytest.mark.slow
+def test_intent_task_from_units_scores_three_slot_labels(tree, tmp_path):
     units = tmp_path / "units"
-    units.mkdir()
     fake_intent_units(units)
     exp = tmp_path / "exp"
-    make("TASK=IC", f"UNITS={units}", f"EXP={exp}", *TINY[1:], "predict")  # K=100: the units go up to 99
+    make(tree, "TASK=IC", f"UNITS={units}", f"EXP={exp}", *TINY[1:], "predict")  # K=100: the units go up to 99
     predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 40 and all(len(p["prediction"].split()) == 3 for p in predictions)
     metrics = json.loads((exp / "metrics.json").read_text())

@@ -1,12 +1,13 @@
-"""sp-pretrain: a tiny unit LM on a slice of the shared units learns, and reloads."""
+"""sp-pretrain: a tiny unit LM on generated units learns, and reloads."""
 import json
 import math
 import os
+import random
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import shell, sp
+from conftest import sp
 from speechprompt import binarize
 
 
@@ -18,12 +19,24 @@ def scalars(logdir, tag="loss"):
     return [event.value for event in events.Scalars(tag)]
 
 
-def test_tiny_ulm_learns_and_reloads(tmp_path, shared_units):
-    made = shell(f"""set -e
-        sp-dedup --skip-bad {shared_units}/train.txt 2>/dev/null | head -800 | sp-lmdata --no-label > train.u
-        sp-dedup --skip-bad {shared_units}/valid.txt 2>/dev/null | head -150 | sp-lmdata --no-label > valid.u
-        """, cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
+def markov_units(path, count, seed, units=100):
+    """`id<TAB>units` lines of a sparse Markov chain over `units` units: each unit is followed by one of
+    three others, so an LM that learns the transitions beats the unigram distribution by far."""
+    rng = random.Random(0)  # the chain, the same for every split
+    follow = {u: rng.sample(range(units), 3) for u in range(units)}
+    rng = random.Random(seed)
+    lines = []
+    for n in range(count):
+        seq = [rng.randrange(units)]
+        for _ in range(rng.randrange(15, 40)):
+            seq.append(rng.choice(follow[seq[-1]]))
+        lines.append(f"utt{n:04d}\t{' '.join(map(str, seq))}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_tiny_ulm_learns_and_reloads(tmp_path):
+    markov_units(tmp_path / "train.u", 800, seed=1)
+    markov_units(tmp_path / "valid.u", 150, seed=2)
     binarized = CliRunner().invoke(binarize.main, ["--units", "100", "--out", str(tmp_path / "bin"),
                                                    f"train={tmp_path / 'train.u'}", f"valid={tmp_path / 'valid.u'}"])
     assert binarized.exit_code == 0, binarized.output  # in-process: one fairseq import less

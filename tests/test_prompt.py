@@ -1,4 +1,6 @@
 """sp-train and the PromptLM: fairseq equivalence, frozen base, trainable count, loss, checkpoint."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +8,9 @@ import torch
 from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
 from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
-from speechprompt.prompting.model import PromptLM
-from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, PromptModel, read_split
+from speechprompt.prompting.model import PromptConfig, PromptLM
+from speechprompt.prompting.plugin import (LabelCrossEntropy, LabelDataset, PromptModel, SpeechPromptConfig,
+                                           prompt_config, prompt_flags, read_split, split_at_separator)
 
 
 @pytest.mark.parametrize("normalize_before,learned_pos,io_dim", [(False, False, None), (True, True, None),
@@ -15,7 +18,7 @@ from speechprompt.prompting.plugin import LabelCrossEntropy, LabelDataset, Promp
 def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_pos, io_dim):
     base, _ = build_lm(str(tmp_path), normalize_before=normalize_before, learned_pos=learned_pos, io_dim=io_dim)
     base.eval()
-    model = PromptLM(base, 5, deep=False, input_prompt=False, separator=False)
+    model = PromptLM(base, PromptConfig(5, deep=False, input_prompt=False, separator=False))
     tokens = torch.randint(4, 24, (3, 11))
     tokens[1, 7:] = base.decoder.padding_idx  # right padding: compare the real positions
     with torch.no_grad():
@@ -28,7 +31,7 @@ def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_
 
 def test_kv_cache_continuation_equals_full_forward(tmp_path):
     base, _ = build_lm(str(tmp_path), normalize_before=True)
-    model = PromptLM(base.eval(), 3, deep=True, input_prompt=True, separator=True)
+    model = PromptLM(base.eval(), PromptConfig(3, deep=True, input_prompt=True, separator=True))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -44,10 +47,10 @@ def test_kv_cache_continuation_equals_full_forward(tmp_path):
 
 def test_trainable_count_at_gslm_size(tmp_path):
     base, _ = build_lm(str(tmp_path), layers=12, dim=1024, heads=16, ffn=8)
-    model = PromptLM(base, 5, deep=True, input_prompt=True, separator=True)
+    model = PromptLM(base, PromptConfig(5, deep=True, input_prompt=True, separator=True))
     assert model.trainable_count() == 129_024
     assert all(not p.requires_grad for p in base.parameters())
-    shallow = PromptLM(base, 5, deep=False, input_prompt=True, separator=True)
+    shallow = PromptLM(base, PromptConfig(5, deep=False, input_prompt=True, separator=True))
     assert shallow.trainable_count() == 5 * 1024 + 1024
 
 
@@ -64,7 +67,7 @@ def test_prompt_tuning_updates_only_prompts_and_loss_goes_down(tmp_path):
     base, dictionary = load_lm(lm)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     torch.manual_seed(0)
-    model = PromptModel(PromptLM(base, 5))
+    model = PromptModel(PromptLM(base, PromptConfig(5)))
     criterion = LabelCrossEntropy(None)
     criterion.padding_idx = dictionary.pad()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -94,7 +97,8 @@ def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_f
     ckpt = load_checkpoint(toy.prompt)
     assert set(ckpt["prompt"]) == {"input_prompt", "deep_prompt", "separator"}
     assert ckpt["base"]["sha256"] == toy.hash_before and ckpt["base"]["path"].endswith("lm.pt")
-    assert ckpt["config"]["prompt_length"] == 5 and ckpt["config"]["deep"] is True
+    assert ckpt["config"] == dataclasses.asdict(PromptConfig(prompt_length=5, deep=True))  # the one config, as it is
+    assert ckpt["training"] == {"lr": 2e-2, "lr_schedule": "fixed", "batch_size": 16, "seed": 3}
     assert sorted(ckpt["labels"]) == ["1", "2", "3"]  # the verbalized train labels: decoding candidates
     trained = ckpt["prompt"]["separator"]
     base, _ = load_lm(toy.lm)
@@ -141,7 +145,7 @@ def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
     lrs = [float(line.split("| lr ")[1].split()[0]) for line in run.stderr.splitlines()
            if line.startswith("INFO:train:epoch")]
     assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] == 0, lrs  # 4 updates an epoch, 12 in all
-    assert load_checkpoint(tmp_path / "p.pt")["config"]["lr_schedule"] == "linear"
+    assert load_checkpoint(tmp_path / "p.pt")["training"]["lr_schedule"] == "linear"
 
 
 def test_warmup_without_the_linear_schedule_is_a_usage_error(tmp_path):
@@ -171,3 +175,31 @@ def test_sp_train_refuses_a_sentence_longer_than_the_ulm_positions_in_one_line(t
     assert bad.returncode == 1 and error.startswith("sp-train: error: ") and "Traceback" not in bad.stderr
     assert f"valid:4 ({valid[3][0]})" in error and "133 tokens" in error
     assert "sp-lmdata --max-units 125" in error and not (tmp_path / "p.pt").exists()
+
+
+@pytest.mark.parametrize("config", [PromptConfig(), PromptConfig(3, deep=False, input_prompt=False, separator=False,
+                                                                  num_classes=4, finetune=True)])
+def test_the_prompt_config_crosses_fairseqs_command_line_unchanged(config):
+    from fairseq import options
+
+    argv = ["data", "--task", "speech_prompt", "--arch", "prompt_lm", "--criterion", "label_ce", *prompt_flags(config)]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task_cfg = SpeechPromptConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SpeechPromptConfig)
+                                     if hasattr(args, f.name)})
+    assert prompt_config(task_cfg) == config
+
+
+def test_an_older_checkpoints_config_dict_still_reads():
+    old = dict(prompt_length=10, deep=True, input_prompt=False, separator=True, num_classes=0, finetune=False,
+               lr=0.03, lr_schedule="fixed", batch_size=32, seed=1)  # training settings were kept beside it
+    assert PromptConfig.from_dict(old) == PromptConfig(10, input_prompt=False)
+
+
+def test_split_at_the_separator():
+    from fairseq.data import Dictionary
+
+    d = Dictionary()  # <s> 0, <pad> 1, </s> 2, <unk> 3
+    units, label = split_at_separator(torch.tensor([7, 8, 0, 9, 10, 2]), d)
+    assert units.tolist() == [7, 8] and label.tolist() == [9, 10]
+    assert split_at_separator(torch.tensor([7, 0, 2]), d)[1].tolist() == []  # no label
+    assert split_at_separator(torch.tensor([7, 8, 2]), d) is None and split_at_separator(torch.tensor([0, 7, 0, 2]), d) is None

@@ -6,11 +6,11 @@ built with fairseq's own classes and saved as a fairseq checkpoint.
 import dataclasses
 import logging
 import math
+import pickle
 import sys
 import types
 import warnings
 
-import click
 import joblib
 import numpy as np
 import pytest
@@ -23,6 +23,7 @@ from conftest import sp, shell
 
 from speechprompt import encoders, kmeans, kmeans_model, quantize
 from speechprompt.audio import resample
+from speechprompt.io import BadInput
 
 RATE = 16000
 
@@ -179,7 +180,7 @@ def test_logmel_post_processing_is_kaldis_add_deltas_cmvn_and_subsample():
     batched = encoder.features([x[:3000], x, vowels()[:300]])
     assert [len(f) for f in batched] == [9, len(ours), 1] and torch.allclose(batched[1], torch.from_numpy(ours))
     assert torch.isfinite(batched[2]).all()  # one frame: variance 0, no division by zero
-    with pytest.raises(click.UsageError, match="--subsample 0"):
+    with pytest.raises(encoders.EncoderOptionError, match="--subsample 0"):
         encoders.build("logmel", torch.device("cpu"), subsample=0)
     assert encoders.build("logmel", torch.device("cpu")).spec() == {"encoder": "logmel", "bins": 80,
                                                                     "mean_norm": False}
@@ -191,7 +192,7 @@ def test_hubert_checkpoint_loads_through_the_allowlist_and_is_deterministic(tmp_
     save_hubert(ckpt)
     needs = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt)))
     assert {"fairseq.data.dictionary.Dictionary", "omegaconf.dictconfig.DictConfig"} <= needs
-    with pytest.raises(Exception):  # weights-only loading without the allowlist refuses it
+    with pytest.raises(pickle.UnpicklingError):  # weights-only loading without the allowlist refuses it
         torch.load(ckpt, weights_only=True)
     encoder = encoders.build("hubert", torch.device("cpu"), checkpoint=str(ckpt), layer=2)
     assert (encoder.sample_rate, encoder.hop, encoder.dim, encoder.field, encoder.stride) == (16000, 50, 32, 400, 320)
@@ -318,7 +319,7 @@ def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(
     assert centers.dtype == np.float32 and np.array_equal(centers, np.arange(12).reshape(3, 4))
     bad = tmp_path / "bad.bin"
     joblib.dump({"labels": [1, 2]}, bad)
-    with pytest.raises(Exception, match="not a k-means model"):
+    with pytest.raises(BadInput, match="not a k-means model"):
         kmeans_model.load_centroids(str(bad))
 
 
@@ -438,3 +439,14 @@ def test_logmel_end_to_end_on_a_tiny_sp_synth_corpus(tmp_path):
     assert all(sum(map(int, r[3].split())) == 1 + (int(m[3]) - 400) // 160 for r, m in zip(rows, manifest))
     assert all(set(r[1].split()) <= set(map(str, range(16))) for r in rows)
     assert len({r[1] for r in rows}) == len(rows)  # different words, different unit strings
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_resampler_is_scipys_polyphase_default_in_the_dtype_it_gets(dtype):
+    from scipy.signal import resample_poly
+
+    x = np.random.default_rng(0).standard_normal(22050).astype(dtype)
+    for rate, up, down in [(22050, 320, 441), (8000, 2, 1), (44100, 160, 441)]:
+        y = resample(x[:rate], rate, RATE)
+        assert y.dtype == dtype and np.array_equal(y, resample_poly(x[:rate], up, down))
+    assert resample(x, RATE, RATE) is x

@@ -6,7 +6,7 @@ import torch
 from conftest import sp
 from prompt_fixtures import TOKEN, build_lm, make_databin, toy_rows, trained_toy, write_verbalizer
 from speechprompt.checkpoints import load_checkpoint
-from speechprompt.prompting.model import PromptLM
+from speechprompt.prompting.model import PromptConfig, PromptLM
 from speechprompt.sample import Decoder
 
 
@@ -79,7 +79,7 @@ def test_multi_token_candidate_scoring_equals_full_forwards(tmp_path):
     base, _ = build_lm(str(tmp_path), normalize_before=True)
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     torch.manual_seed(1)
-    model = PromptLM(base.eval(), 4)
+    model = PromptLM(base.eval(), PromptConfig(4))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -106,7 +106,7 @@ def test_linear_verbalizer_decodes_in_one_pass(tmp_path):
 
     base, _ = build_lm(str(tmp_path))
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
-    model = PromptLM(base.eval(), 2, num_classes=3)
+    model = PromptLM(base.eval(), PromptConfig(2, num_classes=3))
     decoder = Decoder(model, dictionary, ["0", "1", "2"])
     assert decoder.one_pass
     batch = torch.tensor([[dictionary.eos(), dictionary.index("9"), dictionary.bos()]])
@@ -123,7 +123,7 @@ def test_equal_length_candidates_share_trie_prefixes_and_equal_full_forwards(tmp
     base, _ = build_lm(str(tmp_path), normalize_before=True, learned_pos=True)
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     torch.manual_seed(2)
-    model = PromptLM(base.eval(), 3)
+    model = PromptLM(base.eval(), PromptConfig(3))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

@@ -5,6 +5,7 @@ for, whatever the file's own rate and channel count.
 """
 from __future__ import annotations
 
+import functools
 from math import gcd
 
 import numpy as np
@@ -24,13 +25,22 @@ def probe(path: str, where: str) -> sf._SoundFileInfo:
     return info
 
 
+@functools.lru_cache
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """resample_poly's default anti-alias filter, designed once per rate pair instead of per call."""
+    from scipy.signal import firwin  # scipy.signal takes seconds to import: only off-rate
+
+    return firwin(2 * 10 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
+
+
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """`wave` from `rate` to `target` Hz (polyphase, scipy's default filter), in the dtype it came in."""
     if rate == target:
         return wave
-    from scipy.signal import resample_poly  # a slow import, needed only off-rate
+    from scipy.signal import resample_poly
 
-    g = gcd(rate, target)
-    return resample_poly(wave, target // g, rate // g).astype(np.float32)
+    up, down = target // gcd(rate, target), rate // gcd(rate, target)
+    return resample_poly(wave, up, down, window=_lowpass(up, down).astype(wave.dtype))  # float32 stays float32
 
 
 def load(utt: Utterance, rate: int) -> np.ndarray:

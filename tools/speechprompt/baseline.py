@@ -15,14 +15,13 @@ JSONL in sp-sample's format (`id`, `units`, `label`, `prediction`, `score`,
 `scores`), so sp-score scores both the same way. Scores are the classifier's
 decision values, softmax-normalised over the classes.
 """
-import json
 import sys
 
 import click
 import numpy as np
 import torch
 
-from .io import (BadInput, Skipper, Units, atomic_output, command, log, output_option, pick_device, read_manifest,
+from .io import (BadInput, Prediction, Skipper, Units, atomic_output, command, log, output_option, pick_device, read_manifest,
                  read_units, runtime_options, skip_bad_option)
 
 
@@ -133,9 +132,6 @@ def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, 
     probs /= probs.sum(1, keepdims=True)
     with atomic_output(output) as out:
         for row, p in zip(test_rows, probs):
-            best = int(p.argmax())
-            out.write(json.dumps({"id": row.id, "units": " ".join(row.units), "label": row.label,
-                                  "prediction": classes[best], "score": round(float(p[best]), 6),
-                                  "scores": {k: round(float(s), 6) for k, s in zip(classes, p)}}) + "\n")
+            out.write(Prediction.best(row.id, " ".join(row.units), row.label, classes, p.tolist()).row() + "\n")
     log(f"{kind} on {x_train.shape[1]} features ({what}) from {len(labelled)} train rows; "
         f"predicted {len(test_rows)}")

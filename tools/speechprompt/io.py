@@ -7,7 +7,7 @@ owns what every tool needs and nothing else:
 - `open_input` / `atomic_output`: a path or `-` for stdin/stdout; a file
   output is written to a temporary file and renamed into place only when the
   tool succeeds, so `make` never sees a partial output as done;
-- readers for the shared formats (manifest, units table, LM data) that carry
+- readers for the shared formats (manifest, units table, LM data, predictions) that carry
   the file name and line number of every record for error messages;
 - `BadInput` (one line `file:line: message`, exit 1) and `Skipper`, which
   turns bad records into counted, reported skips under `--skip-bad`;
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import re
 import sys
@@ -47,6 +48,15 @@ class UsageProblem(click.UsageError):
 
     def show(self, file=None):
         click.echo(f"{_prog()}: error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def usage_errors(*errors: type[Exception]) -> Iterator[None]:
+    """In a tool's CLI: report these errors of library code as one-line usage errors (exit 2)."""
+    try:
+        yield
+    except errors as error:
+        raise UsageProblem(str(error)) from None
 
 
 def _prog() -> str:
@@ -219,6 +229,30 @@ class LMLine:
         return " ".join(self.units + [SEP] + self.label)
 
 
+@dataclasses.dataclass
+class Prediction:
+    """One line of predictions JSONL (sp-sample, sp-baseline -> sp-score): a candidate label per id."""
+
+    id: str
+    units: str
+    label: str | None  # the truth, None if unknown
+    prediction: str
+    score: float | None = None  # the prediction's probability
+    scores: dict[str, float] | None = None  # a probability per candidate
+    where: str = ""
+
+    @classmethod
+    def best(cls, uid: str, units: str, label: str | None, candidates: list[str], probs) -> Prediction:
+        """The most probable candidate; `probs[i]` is the probability of `candidates[i]` (6 decimals kept)."""
+        best = max(range(len(candidates)), key=lambda i: float(probs[i]))  # the first of equals, as argmax
+        return cls(uid, units, label, str(candidates[best]), round(float(probs[best]), 6),
+                   {str(c): round(float(p), 6) for c, p in zip(candidates, probs)})
+
+    def row(self) -> str:
+        return json.dumps({"id": self.id, "units": self.units, "label": self.label, "prediction": self.prediction,
+                           "score": self.score, "scores": self.scores}, ensure_ascii=False)
+
+
 def _check_units(units: list[str], where: str) -> list[str]:
     if not "".join(units).isdigit() and units:  # one C-level check; find the culprit only on failure
         bad = next(unit for unit in units if not unit.isdigit())
@@ -269,6 +303,19 @@ def parse_lm(text: str, where: str) -> LMLine:
     return LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
 
 
+def parse_prediction(text: str, where: str) -> Prediction:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadInput(f"not JSON: {error.msg}", where) from None
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
+        raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
+    if not isinstance(record.get("label") or "", str):
+        raise BadInput("'label' must be a string or null", where)
+    return Prediction(record["id"], record.get("units", ""), normalize_label(record.get("label")),
+                      record["prediction"], record.get("score"), record.get("scores"), where)
+
+
 def read_records(path: str, parse: Callable[[str, str], object], skipper: Skipper | None = None) -> Iterator:
     """Parse each line of `path`; ids must be unique. With a skipper, bad lines are skipped."""
     ids = UniqueIds()
@@ -293,6 +340,10 @@ def read_units(path: str, skipper: Skipper | None = None) -> Iterator[Units]:
 
 def read_lm(path: str, skipper: Skipper | None = None) -> Iterator[LMLine]:
     return read_records(path, parse_lm, skipper)
+
+
+def read_predictions(path: str, skipper: Skipper | None = None) -> Iterator[Prediction]:
+    return read_records(path, parse_prediction, skipper)
 
 
 # ----------------------------------------------------------------------- CLI

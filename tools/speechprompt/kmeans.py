@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoders import encoder_from_options, encoder_options
+from .encoders import EncoderOptionError, encoder_from_options, encoder_options
 from .encoders.stream import encode
 from .io import (BadInput, Skipper, atomic_path, command, input_argument, log, pick_device, read_manifest,
-                 runtime_options, skip_bad_option)
+                 runtime_options, skip_bad_option, usage_errors)
 
 
 # ------------------------------------------------------------------ fitting
@@ -70,7 +70,8 @@ def main(input, output, clusters, percent, max_frames, km_batch, max_iter, n_ini
 
     torch.manual_seed(seed)
     skipper = Skipper(skip_bad)
-    encoder = encoder_from_options(options, pick_device(device, threads=threads))
+    with usage_errors(EncoderOptionError):
+        encoder = encoder_from_options(options, pick_device(device, threads=threads))
     utterances = list(read_manifest(input, skipper))
     if percent < 100:
         count = max(1, round(len(utterances) * percent / 100))

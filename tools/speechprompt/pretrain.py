@@ -152,10 +152,10 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
 def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
          lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
+    device = pick_device(device, precision, threads)
     for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
         if not os.path.exists(os.path.join(data, name)):
             raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
-    device = pick_device(device, precision, threads)
     base = SIZES[size][:4]
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:

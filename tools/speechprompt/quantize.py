@@ -13,10 +13,10 @@ import click
 import torch
 from tqdm import tqdm
 
-from .encoders import encoder_from_options, encoder_options
+from .encoders import EncoderOptionError, encoder_from_options, encoder_options
 from .encoders.stream import encode
 from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
-                 pick_device, read_manifest, runtime_options, skip_bad_option)
+                 pick_device, read_manifest, runtime_options, skip_bad_option, usage_errors)
 from .kmeans_model import Quantizer, load_kmeans
 
 
@@ -42,11 +42,12 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
          skip_bad, **options):
     if not 0 <= shard_index < num_shards:
         raise click.UsageError(f"--shard {shard_index} is not in 0..{num_shards - 1}")
+    device = pick_device(device, threads=threads)
     skipper = Skipper(skip_bad)
     utterances = shard(list(read_manifest(input, skipper)), shard_index, num_shards)  # cheap checks first
     centers, fitted_on = load_kmeans(kmeans_path)
-    device = pick_device(device, threads=threads)
-    encoder = encoder_from_options(options, device)
+    with usage_errors(EncoderOptionError):
+        encoder = encoder_from_options(options, device)
     quantizer = Quantizer(centers, device)
     if quantizer.dim != encoder.dim:
         raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "

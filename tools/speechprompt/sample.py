@@ -26,31 +26,27 @@ that names `sp-lmdata --max-units`.
 Output, one JSON object a line, in the order of `DIR/SPLIT.id`:
 `{"id", "units", "label" (truth, null if unlabelled), "prediction", "score", "scores"}`.
 """
-import json
 import sys
 
 import click
 import torch
 
 from .checkpoints import file_hash, load_checkpoint
+from .io import (BadInput, Prediction, Skipper, atomic_output, command, log, output_option, pick_device,
+                 runtime_options, skip_bad_option)
 from .precision import autocast
-from .io import (BadInput, Skipper, atomic_output, command, log, output_option, pick_device, runtime_options,
-                 skip_bad_option)
 
 
 def load_prompt(path: str, device, base: str | None = None):
     """The PromptLM of a prompt checkpoint: its base LM (checked by sha256) and trained tensors."""
-    from .prompting.plugin import SpeechPromptConfig, build_prompt_lm
+    from .prompting.model import PromptConfig
+    from .prompting.plugin import build_prompt_lm
 
     ckpt = load_checkpoint(path)
     base = base or ckpt["base"]["path"]
     if file_hash(base) != ckpt["base"]["sha256"]:
         raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", path)
-    c = ckpt["config"]
-    cfg = SpeechPromptConfig(base=base, base_dict=ckpt["base"]["dict"] or "", prompt_length=c["prompt_length"],
-                             shallow=not c["deep"], no_input_prompt=not c["input_prompt"],
-                             no_separator=not c["separator"], num_classes=c["num_classes"], finetune=c["finetune"])
-    model = build_prompt_lm(cfg, device)
+    model = build_prompt_lm(base, ckpt["base"]["dict"], PromptConfig.from_dict(ckpt["config"]), device)
     missing = set(ckpt["prompt"]) - set(model.state_dict())
     if missing:
         raise BadInput(f"checkpoint tensors the model does not have: {sorted(missing)[:3]}", path)
@@ -139,7 +135,7 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tok
     from fairseq.data import data_utils
     from tqdm import tqdm
 
-    from .prompting.plugin import read_split
+    from .prompting.plugin import read_split, split_at_separator
 
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base)
@@ -164,12 +160,13 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tok
     for i, seq in enumerate(sentences):
         with skipper.guard():
             where = f"{data}/{split}:{i + 1} ({ids[i]})"
-            sep = (seq == dictionary.bos()).nonzero()
-            if len(sep) != 1:
-                raise BadInput(f"expected one <s> in 'units <s> label', found {len(sep)}", where)
-            cut = int(sep[0, 0])
-            check_length(cut, longest_label, positions, where)
-            items.append((i, torch.cat([seq.new_tensor([dictionary.eos()]), seq[:cut + 1]]), seq[cut + 1:-1]))
+            parts = split_at_separator(seq, dictionary)
+            if parts is None:
+                found = int((seq == dictionary.bos()).sum())
+                raise BadInput(f"expected one <s> in 'units <s> label', found {found}", where)
+            units, gold = parts
+            check_length(len(units), longest_label, positions, where)
+            items.append((i, torch.cat([seq.new_tensor([dictionary.eos()]), units, seq.new_tensor([dictionary.bos()])]), gold))
     results = {}
     with torch.inference_mode(), autocast(device, precision), \
             tqdm(total=len(items), desc="decode", unit="utt", file=sys.stderr) as bar:
@@ -178,15 +175,12 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tok
             prefix = data_utils.collate_tokens([p for _, p, _ in batch], dictionary.pad()).to(device)
             probs = decoder.score(prefix, lengths).softmax(-1).cpu()
             for row, (i, p, gold) in enumerate(batch):
-                best = int(probs[row].argmax())
-                results[i] = {"id": ids[i], "units": dictionary.string(p[1:-1]),
-                              "label": to_label(dictionary.string(gold).split()) if len(gold) else None,
-                              "prediction": names[best], "score": round(float(probs[row, best]), 6),
-                              "scores": {n: round(float(s), 6) for n, s in zip(names, probs[row])}}
+                label = to_label(dictionary.string(gold).split()) if len(gold) else None
+                results[i] = Prediction.best(ids[i], dictionary.string(p[1:-1]), label, names, probs[row].tolist())
             bar.update(len(batch))
     with atomic_output(output) as out:
         for i in sorted(results):
-            out.write(json.dumps(results[i], ensure_ascii=False) + "\n")
+            out.write(results[i].row() + "\n")
     skipper.report("sentences")
     how = "one pass" if decoder.one_pass else f"candidate scoring on a KV cache, {decoder.extra_tokens} trie tokens"
     log(f"decoded {len(results)} sentences ({how}, {len(candidates)} candidates)")

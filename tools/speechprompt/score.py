@@ -17,22 +17,8 @@ import json
 import click
 import numpy as np
 
-from .io import BadInput, Skipper, UniqueIds, atomic_output, atomic_path, command, input_argument, lines, log, output_option, read_units, skip_bad_option
-
-
-def read_predictions(path: str, skipper: Skipper) -> dict:
-    ids, records = UniqueIds(), {}
-    for where, text in lines(path):
-        with skipper.guard():
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise BadInput(f"not JSON: {error.msg}", where) from None
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
-                raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
-            ids.check(record["id"], where)
-            records[record["id"]] = record
-    return records
+from .io import (BadInput, Skipper, atomic_output, atomic_path, command, input_argument, log, output_option,
+                 read_predictions, read_units, skip_bad_option)
 
 
 def eer(truth: list[bool], scores: list[float]) -> float:
@@ -116,22 +102,22 @@ def plot_confusion(confusion: dict, path: str) -> None:
 @skip_bad_option
 def main(input, output, confusion, reference, positive, headline, skip_bad):
     skipper = Skipper(skip_bad)
-    records = read_predictions(input, skipper)
+    records = {p.id: p for p in read_predictions(input, skipper)}
     if reference:
         truth = {r.id: r.label for r in read_units(reference, skipper) if r.label is not None}
     else:
-        truth = {uid: r["label"] for uid, r in records.items() if r.get("label") is not None}
+        truth = {uid: p.label for uid, p in records.items() if p.label is not None}
     skipper.report("records")
     if not truth:
         raise BadInput("no labelled records to score", reference or input)
     ids = list(truth)
-    pairs = [(truth[uid], records[uid]["prediction"] if uid in records else None) for uid in ids]
+    pairs = [(truth[uid], records[uid].prediction if uid in records else None) for uid in ids]
     labels = sorted(set(truth.values()))
     if positive is not None and positive not in labels:
         raise BadInput(f"--positive {positive!r} is not a true label here (labels: {' '.join(labels[:10])})",
                        reference or input)
     positive = positive or (labels[1] if len(labels) == 2 else None)
-    result = metrics(pairs, [records.get(uid, {}).get("scores") for uid in ids], positive)
+    result = metrics(pairs, [records[uid].scores if uid in records else None for uid in ids], positive)
     if headline not in result:
         raise BadInput(f"--metric {headline} needs {NEEDS[headline]}", reference or input)
     result["headline"] = {"metric": headline, "value": result[headline], "better": BETTER[headline]}

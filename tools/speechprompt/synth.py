@@ -25,7 +25,6 @@ renamed into place at the end.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import os
@@ -38,7 +37,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from . import espeak
+from . import audio, espeak
 from .datasets import which_set
 from .datasets.speech_commands import COMMANDS, NOISE_DIR
 from .io import BadInput, command, log
@@ -113,26 +112,11 @@ def draw_speakers(n: int, seed: int, valid_percent: float, test_percent: float) 
     return speakers
 
 
-@functools.lru_cache
-def lowpass(up: int, down: int) -> np.ndarray:
-    """resample_poly's default anti-alias filter, designed once instead of per call."""
-    from scipy.signal import firwin  # scipy.signal takes seconds to import: only when synthesising
-
-    return firwin(2 * 10 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
-
-
-def resample(x: np.ndarray, rate: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    g = math.gcd(rate, RATE)
-    return resample_poly(x, RATE // g, rate // g, window=lowpass(RATE // g, rate // g))
-
-
 def clip(word: np.ndarray, rate: int, rng: np.random.Generator, snr: tuple[float, float]) -> np.ndarray:
     """A 1 s clip: the trimmed word at a random place, plus noise at a random SNR."""
     x = word.astype(np.float64) / 32768
     loud = np.flatnonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))
-    x = resample(x[loud[0]:loud[-1] + 1], rate)[:RATE] if len(loud) else np.zeros(RATE // 2)
+    x = audio.resample(x[loud[0]:loud[-1] + 1], rate, RATE)[:RATE] if len(loud) else np.zeros(RATE // 2)
     out = np.zeros(RATE)
     start = int(rng.integers(0, RATE - len(x) + 1))
     out[start:start + len(x)] = x

@@ -8,6 +8,7 @@ checkpoints go to `--work-dir`. The output checkpoint holds only the trained
 tensors (the prompts; everything with `--finetune`), the base's path and
 sha256, the hyper-parameters and the candidate labels seen in train.
 """
+import dataclasses
 import logging
 import os
 import shutil
@@ -80,10 +81,12 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
          num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, max_epoch, max_update,
          patience, valid_every, device, threads, precision, seed, skip_bad):
-    import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
+
+    from .prompting.model import PromptConfig
+    from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
 
     for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
         if isinstance(handler, logging.StreamHandler):
@@ -98,13 +101,14 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
+    config = PromptConfig(prompt_length, deep, input_prompt, separator, num_classes if linear_verbalizer else 0, finetune)
     keep_work_dir = bool(work_dir)
     work_dir = work_dir or output + ".work"
     # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
     # earlier run) would be picked up silently, so every run starts from a fresh directory
     shutil.rmtree(work_dir, ignore_errors=True)
     argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
-            "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
+            *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
             "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
             "--max-epoch", str(max_epoch), "--max-update", str(max_update),
             "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
@@ -116,9 +120,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
                  "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
     argv += ["--base-dict", base_dict] if base_dict else []
-    argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
-    argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
-    argv += ["--finetune"] * finetune + ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
+    argv += ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
     argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
     argv += amp_argv(precision)
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
@@ -131,11 +133,9 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     if not os.path.exists(best):
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
-    config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
-                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
-                  lr_schedule=lr_schedule, batch_size=batch_size, seed=seed)
     base_dict = os.path.abspath(base_dict) if base_dict else None
-    checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
+    checkpoint = {"prompt": state["model"], "config": dataclasses.asdict(config), "labels": labels,
+                  "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, seed=seed),
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
                   "best": state.get("extra_state", {}).get("best")}
     with atomic_path(output) as tmp:

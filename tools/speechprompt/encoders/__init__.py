@@ -20,6 +20,10 @@ import torch
 ENCODERS: dict[str, type] = {}
 
 
+class EncoderOptionError(ValueError):
+    """An encoder name or option that cannot be used (the tools report it as a usage error)."""
+
+
 def register(name: str):
     def wrap(cls):
         cls.name = name
@@ -48,12 +52,12 @@ class Encoder:
 # ---------------------------------------------------------------------- build
 def build(name: str, device: torch.device, **options) -> Encoder:
     if name not in ENCODERS:
-        raise click.UsageError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}")
+        raise EncoderOptionError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}")
     cls = ENCODERS[name]
     wanted = cls.__init__.__code__.co_varnames[2:cls.__init__.__code__.co_argcount]
     for key, value in options.items():
         if key not in wanted and value not in (None, False):
-            raise click.UsageError(f"--{key.replace('_', '-')} does not apply to the {name} encoder")
+            raise EncoderOptionError(f"--{key.replace('_', '-')} does not apply to the {name} encoder")
     return cls(device, **{k: v for k, v in options.items() if k in wanted and v is not None})
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import math
 import os
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..io import BadInput
-from . import Encoder, register
+from . import Encoder, EncoderOptionError, register
 from .stream import batches
 
 
@@ -98,11 +97,11 @@ class Hubert(Encoder):
     def __init__(self, device: torch.device, checkpoint: str | None = None, layer: int = 6,
                  chunk_seconds: float = 30.0):
         if not checkpoint:
-            raise click.UsageError("the hubert encoder needs --checkpoint PATH (a fairseq HuBERT .pt)")
+            raise EncoderOptionError("the hubert encoder needs --checkpoint PATH (a fairseq HuBERT .pt)")
         model, task_cfg = load_hubert(checkpoint)
         n_layers = len(model.encoder.layers)
         if not 1 <= layer <= n_layers:
-            raise click.UsageError(f"--layer {layer}: the checkpoint has layers 1..{n_layers}")
+            raise EncoderOptionError(f"--layer {layer}: the checkpoint has layers 1..{n_layers}")
         self.model, self.layer, self.device = model.to(device), layer, device
         self.sample_rate = int(task_cfg.sample_rate)
         self.normalize = bool(task_cfg.normalize)

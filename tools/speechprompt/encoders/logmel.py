@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import math
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import Encoder, register
+from . import Encoder, EncoderOptionError, register
 
 
 def _mel(f):
@@ -50,7 +49,7 @@ class LogMel(Encoder):
     def __init__(self, device: torch.device, bins: int = 80, mean_norm: bool = False, cmvn: bool = False,
                  deltas: bool = False, subsample: int = 1):
         if subsample < 1:
-            raise click.UsageError(f"--subsample {subsample}: keep every n-th frame, n >= 1")
+            raise EncoderOptionError(f"--subsample {subsample}: keep every n-th frame, n >= 1")
         self.device, self.bins, self.dim = device, bins, bins * (3 if deltas else 1)
         self.mean_norm, self.cmvn, self.deltas, self.subsample = mean_norm, cmvn, deltas, subsample
         self.hop = self.sample_rate / self.shift / subsample

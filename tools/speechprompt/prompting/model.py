@@ -21,6 +21,8 @@ holds the keys and values of a prefix already run, so decoding a label after
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,20 +30,37 @@ from torch import nn
 Cache = list  # per layer (keys, values), each B x H x S x head_dim
 
 
+@dataclasses.dataclass
+class PromptConfig:
+    """What is trained on the frozen base; sp-train saves it as it is (`asdict`) in the prompt checkpoint."""
+
+    prompt_length: int = 5  # vectors per prompt (the input prefix, and per layer)
+    deep: bool = True  # per-layer key/value prompts
+    input_prompt: bool = True  # the input prefix prompt
+    separator: bool = True  # a trainable `<s>` embedding
+    num_classes: int = 0  # > 0: the linear verbalizer onto this many classes
+    finetune: bool = False  # train the base LM too (full fine-tuning, for comparison)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PromptConfig:
+        """From a checkpoint's `config` (older checkpoints also kept training settings there)."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
 class PromptLM(nn.Module):
-    def __init__(self, base, prompt_length: int = 5, deep: bool = True, input_prompt: bool = True,
-                 separator: bool = True, num_classes: int = 0, sep_index: int = 0, finetune: bool = False):
+    def __init__(self, base, config: PromptConfig = PromptConfig(), sep_index: int = 0):
         super().__init__()
         self.base = base
+        self.config = config
         self.decoder = dec = base.decoder
         _check_supported(dec)
         layer0 = dec.layers[0].self_attn
         self.heads, self.head_dim = layer0.num_heads, layer0.head_dim
         d, vocab = dec.embed_dim, dec.output_projection.out_features
-        self.sep_index, self.finetune = sep_index, finetune
-        self.prompt_length = prompt_length
+        self.sep_index, self.finetune = sep_index, config.finetune
+        self.prompt_length = prompt_length = config.prompt_length
         for p in base.parameters():
-            p.requires_grad_(finetune)
+            p.requires_grad_(config.finetune)
         base.eval()
         self.input_prompt = self.deep_prompt = self.separator = None
         if prompt_length:  # start as if P random unit tokens came first: prompts at the scale of real activations
@@ -49,12 +68,12 @@ class PromptLM(nn.Module):
                 start = torch.randint(4, dec.embed_tokens.num_embeddings, (1, prompt_length),
                                       device=dec.embed_tokens.weight.device)
                 _, cache = self.features(start)
-                self.input_prompt = nn.Parameter(self.embed(start)[0].clone()) if input_prompt else None
+                self.input_prompt = nn.Parameter(self.embed(start)[0].clone()) if config.input_prompt else None
                 self.deep_prompt = nn.Parameter(torch.stack([torch.stack([t[0].transpose(0, 1).flatten(1) for t in kv])
-                                                             for kv in cache]).clone()) if deep else None
+                                                             for kv in cache]).clone()) if config.deep else None
         # the separator starts as the base's own `<s>` embedding
-        self.separator = nn.Parameter(dec.embed_tokens.weight[sep_index].detach().clone()) if separator else None
-        self.verbalizer = nn.Linear(vocab, num_classes) if num_classes else None
+        self.separator = nn.Parameter(dec.embed_tokens.weight[sep_index].detach().clone()) if config.separator else None
+        self.verbalizer = nn.Linear(vocab, config.num_classes) if config.num_classes else None
 
     # ----------------------------------------------------------------- params
     def prompt_state(self) -> dict:

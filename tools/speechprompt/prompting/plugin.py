@@ -29,11 +29,21 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.tasks import FairseqTask, register_task
 
 from speechprompt.checkpoints import lm_positions, load_lm
-from speechprompt.prompting.model import PromptLM
+from speechprompt.prompting.model import PromptConfig, PromptLM
 
 
 def lm_dict_path(base: str, base_dict: str | None) -> str:
     return base_dict or os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
+
+
+def split_at_separator(seq: torch.Tensor, dictionary: Dictionary):
+    """`u1 .. un <s> l1 .. lk [</s>]` -> (units, label) tensors; None unless there is exactly one `<s>`."""
+    where = (seq == dictionary.bos()).nonzero()
+    if len(where) != 1:
+        return None
+    cut = int(where[0, 0])
+    end = len(seq) - int(len(seq) > cut + 1 and seq[-1] == dictionary.eos())
+    return seq[:cut], seq[cut + 1:end]
 
 
 def read_split(data: str, split: str, lm_dict: Dictionary):
@@ -52,10 +62,8 @@ def read_split(data: str, split: str, lm_dict: Dictionary):
 
 def label_of(seq: torch.Tensor, dictionary: Dictionary) -> str | None:
     """The label tokens after the one `<s>` of `units <s> label </s>`, as text; None if there is no such label."""
-    where = (seq == dictionary.bos()).nonzero()
-    if len(where) != 1 or where[0, 0] >= len(seq) - 2:
-        return None
-    return dictionary.string(seq[int(where[0, 0]) + 1:])
+    parts = split_at_separator(seq, dictionary)
+    return dictionary.string(parts[1]) if parts is not None and len(parts[1]) else None
 
 
 def train_labels(sentences, dictionary: Dictionary) -> list[str]:
@@ -73,17 +81,17 @@ class LabelDataset(FairseqDataset):
         self.dict = dictionary
         self.items, self.skipped = [], 0
         for i, seq in enumerate(sentences):
-            where = (seq == dictionary.bos()).nonzero()
-            if len(where) != 1 or where[0, 0] >= len(seq) - 2:  # need one <s> followed by a label and </s>
+            parts = split_at_separator(seq, dictionary)
+            if parts is None or not len(parts[1]):
                 if not skip_bad:
                     raise ValueError(f"{name} sentence {i + 1}: expected 'units <s> label'")
                 self.skipped += 1
                 continue
-            sep = int(where[0, 0])
             source = torch.cat([seq.new_tensor([dictionary.eos()]), seq[:-1]])
             target = seq.clone()
-            target[:sep + 1] = dictionary.pad()
-            label_class = classes.get(dictionary.string(seq[sep + 1:]), -100) if classes else -100
+            units, label = parts
+            target[:len(units) + 1] = dictionary.pad()
+            label_class = classes.get(dictionary.string(label), -100) if classes else -100
             self.items.append((source, target, label_class))
         self.sizes = np.array([len(s) for s, _, _ in self.items])
 
@@ -119,14 +127,34 @@ class SpeechPromptConfig(FairseqDataclass):
     data: str = dataclasses.field(default="", metadata={"help": "data-bin directory (dict.txt, SPLIT.bin/.idx/.id)"})
     base: str = dataclasses.field(default="", metadata={"help": "the frozen unit LM checkpoint"})
     base_dict: str = dataclasses.field(default="", metadata={"help": "its dict.txt (default: beside the checkpoint)"})
+    skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
+    # PromptConfig's fields as fairseq flags. fairseq's argparse can only switch a bool flag
+    # on, so a field on by default is `no_<field>` here; `prompt_config` and `prompt_flags` translate.
     prompt_length: int = dataclasses.field(default=5, metadata={"help": "prompt vectors per prompt"})
-    shallow: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
+    no_deep: bool = dataclasses.field(default=False, metadata={"help": "no deep (per-layer key/value) prompts"})
     no_input_prompt: bool = dataclasses.field(default=False, metadata={"help": "no input prefix prompt"})
     no_separator: bool = dataclasses.field(default=False, metadata={"help": "keep the base's <s> embedding"})
     num_classes: int = dataclasses.field(default=0, metadata={"help": "> 0: linear verbalizer onto this many classes "
                                                                       "(the sorted distinct train labels first)"})
     finetune: bool = dataclasses.field(default=False, metadata={"help": "train the base LM too (full fine-tuning)"})
-    skip_bad: bool = dataclasses.field(default=False, metadata={"help": "skip sentences without 'units <s> label'"})
+
+
+def prompt_config(cfg) -> PromptConfig:
+    """The PromptConfig of a SpeechPromptConfig (or of the omegaconf view fairseq hands the task)."""
+    return PromptConfig(**{f.name: not getattr(cfg, f"no_{f.name}") if f.default is True else getattr(cfg, f.name)
+                           for f in dataclasses.fields(PromptConfig)})
+
+
+def prompt_flags(config: PromptConfig) -> list[str]:
+    """The fairseq command-line flags of `config` (SpeechPromptConfig's spelling)."""
+    flags = []
+    for f in dataclasses.fields(PromptConfig):
+        value, name = getattr(config, f.name), f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            flags += [f"--no-{name}"] if f.default and not value else [f"--{name}"] if value and not f.default else []
+        else:
+            flags += [f"--{name}", str(value)]
+    return flags
 
 
 @register_task("speech_prompt", dataclass=SpeechPromptConfig)
@@ -161,12 +189,10 @@ class SpeechPromptTask(FairseqTask):
         return self._positions
 
 
-def build_prompt_lm(cfg: SpeechPromptConfig, device="cpu") -> PromptLM:
+def build_prompt_lm(base_path: str, base_dict: str | None, config: PromptConfig, device="cpu") -> PromptLM:
     """The frozen base from its checkpoint, and fresh prompts (seeded by the caller)."""
-    base, dictionary = load_lm(cfg.base, lm_dict_path(cfg.base, cfg.base_dict or None), device)
-    return PromptLM(base, cfg.prompt_length, deep=not cfg.shallow, input_prompt=not cfg.no_input_prompt,
-                    separator=not cfg.no_separator, num_classes=cfg.num_classes,
-                    sep_index=dictionary.bos(), finetune=cfg.finetune).to(device)
+    base, dictionary = load_lm(base_path, lm_dict_path(base_path, base_dict or None), device)
+    return PromptLM(base, config, sep_index=dictionary.bos()).to(device)
 
 
 @dataclasses.dataclass
@@ -185,7 +211,7 @@ class PromptModel(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
-        return cls(build_prompt_lm(task.cfg))
+        return cls(build_prompt_lm(task.cfg.base, task.cfg.base_dict, prompt_config(task.cfg)))
 
     def forward(self, tokens, target_mask):
         return self.prompt(tokens, target_mask)
