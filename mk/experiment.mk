@@ -41,6 +41,14 @@ METRIC ?= accuracy
 POSITIVE ?=
 MANIFEST_OPTS ?=
 BATCH_SIZE ?= 32
+# Quantize each split as this many shards, each a target of its own: `make -j N QUANTIZE_SHARDS=N`.
+QUANTIZE_SHARDS ?= 1
+# sp-pretrain and sp-train as NPROC processes under torchrun (one a GPU with NCCL, or CPU processes
+# with gloo). Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that
+# product to keep the effective batch (README, "Running at scale").
+NPROC ?= 1
+UPDATE_FREQ ?= 1
+LAUNCH := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python)
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -57,6 +65,7 @@ TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT 
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS
 TRACKED += MAX_UNITS CROP METRIC POSITIVE
 TRACKED += DATASET MANIFEST_OPTS BATCH_SIZE
+TRACKED += NPROC UPDATE_FREQ
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = '$(strip $($v))' ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
 $(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' '$(strip $($v))' > $(VAR)/$v))
@@ -96,8 +105,23 @@ KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(T)/kmeans.py $(wildcard $(T)/encoders/*.py) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(SP)kmeans $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(T)/quantize.py $(T)/kmeans_model.py $(wildcard $(T)/encoders/*.py) $(T)/dedup.py $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
+QUANTIZE_DEPS := $(KM) $(T)/quantize.py $(T)/kmeans_model.py $(wildcard $(T)/encoders/*.py) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
+ifeq ($(QUANTIZE_SHARDS),1)
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(T)/dedup.py | $(STAMP)
 	$(SP)quantize $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(SP)dedup -o $@
+else
+# QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
+# quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
+SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
+define quantize_shard
+$(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
+	@mkdir -p $$(@D)
+	$(SP)quantize $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+endef
+$(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
+$(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(T)/dedup.py | $(STAMP)
+	cat $(filter %.tsv,$^) | $(SP)dedup -o $@
+endif
 endif
 
 # ----------------------------------------------- 5: LM data, verbalizer, bins
@@ -130,14 +154,14 @@ $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(T)/lmdata.py $(call var,MAX_UNITS CROP) 
 	$(SP)lmdata --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(T)/binarize.py | $(STAMP)
 	$(SP)binarize --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(T)/pretrain.py $(call var,ULM_SIZE ULM_EPOCHS SEED) | $(STAMP)
-	$(SP)pretrain $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(T)/pretrain.py $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(SP)pretrain $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
