@@ -39,6 +39,14 @@ METRIC ?= accuracy
 POSITIVE ?=
 MANIFEST_OPTS ?=
 BATCH_SIZE ?= 32
+# Quantize each split as this many shards, each a target of its own: `make -j N QUANTIZE_SHARDS=N`.
+QUANTIZE_SHARDS ?= 1
+# sp-pretrain and sp-train as NPROC processes under torchrun (one a GPU with NCCL, or CPU processes
+# with gloo). Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that
+# product to keep the effective batch (README, "Running at scale").
+NPROC ?= 1
+UPDATE_FREQ ?= 1
+LAUNCH := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python)
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -69,7 +77,7 @@ include mk/assets.mk
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SYNTH_SPEAKERS \
-           MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE $(COMMANDS)
+           MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ $(COMMANDS)
 quote = '$(subst ','\'',$(strip $1))'
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
@@ -119,8 +127,23 @@ KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(KM) $(call uses,quantize dedup,QUANTIZE DEDUP) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS) | $(STAMP)
+QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
+ifeq ($(QUANTIZE_SHARDS),1)
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(call uses,dedup,DEDUP) | $(STAMP)
 	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
+else
+# QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
+# quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
+SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
+define quantize_shard
+$(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
+	@mkdir -p $$(@D)
+	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+endef
+$(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
+$(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(call uses,dedup,DEDUP) | $(STAMP)
+	cat $(filter %.tsv,$^) | $(DEDUP) -o $@
+endif
 endif
 
 # ----------------------------------------------- 5: LM data, verbalizer, bins
@@ -153,14 +176,14 @@ $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_
 	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED) | $(STAMP)
-	$(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
-	$(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

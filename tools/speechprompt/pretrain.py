@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from .checkpoints import fairseq_globals, load_lm
+from . import distributed
+from .distributed import World
 from .io import BadInput, command, log, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
@@ -41,8 +43,10 @@ SIZES = {
 
 
 def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_update, patience, seed,
-                 device, precision, dropout, tensorboard_logdir, log_interval, shape=None) -> list[str]:
-    """fairseq-train's command line; `shape` (layers, dim, ffn, heads) overrides the size's."""
+                 device, precision, dropout, tensorboard_logdir, log_interval, shape=None, update_freq=1,
+                 here: World = World()) -> list[str]:
+    """fairseq-train's command line; `shape` (layers, dim, ffn, heads) overrides the size's; `here`: this
+    process among torchrun's (see distributed.py)."""
     layers, dim, ffn, heads, default_lr = SIZES[size]
     layers, dim, ffn, heads = shape or (layers, dim, ffn, heads)
     argv = [data, "--task", "language_modeling", "--sample-break-mode", "eos", "--tokens-per-sample", "1024",
@@ -58,12 +62,9 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
             "--patience", patience, "--seed", seed, "--save-dir", save_dir,
             "--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state",
             "--best-checkpoint-metric", "loss", "--num-workers", "0", "--log-format", "simple",
-            "--log-interval", log_interval, "--distributed-world-size", 1]
-    if device.type == "cpu":
-        argv.append("--cpu")
-    else:
-        argv += ["--device-id", device.index or 0]
-    argv += amp_argv(precision)
+            "--log-interval", log_interval]
+    argv += ["--cpu"] if device.type == "cpu" else []
+    argv += distributed.fairseq_argv(device, here, update_freq) + amp_argv(precision)
     if tensorboard_logdir:
         argv += ["--tensorboard-logdir", tensorboard_logdir]
     return [str(a) for a in argv]
@@ -81,8 +82,11 @@ def train(argv: list[str], precision: str = "fp32") -> None:
     with warnings.catch_warnings():  # hydra's deprecation notices about fairseq's config store
         warnings.simplefilter("ignore", UserWarning)
         cfg = convert_namespace_to_omegaconf(args)
-    with fairseq_globals(), fairseq_autocast(precision):
-        distributed_utils.call_main(cfg, fairseq_train.main)
+    try:
+        with fairseq_globals(), fairseq_autocast(precision):
+            distributed_utils.call_main(cfg, fairseq_train.main)
+    finally:
+        distributed.leave()
 
 
 def read_split(data: str, split: str) -> list[np.ndarray]:
@@ -142,7 +146,10 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--max-update", type=int, default=0, show_default=True, help="0: no limit.")
 @click.option("--patience", type=int, default=3, show_default=True,
               help="Stop after this many validations without a better valid loss (-1: never).")
-@click.option("--max-tokens", type=int, default=2048, show_default=True, help="Tokens per batch.")
+@click.option("--max-tokens", type=int, default=2048, show_default=True,
+              help="Tokens per batch, per process (under torchrun, each process reads its own batches).")
+@click.option("--update-freq", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batches per update, per process: the effective batch is max-tokens x processes x this.")
 @click.option("--lr", type=float, help="Peak learning rate (default by size: 3e-3 tiny ... 5e-4 big).")
 @click.option("--warmup-updates", type=int, default=50, show_default=True, help="inverse_sqrt warm-up.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
@@ -151,8 +158,9 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--tensorboard-logdir", type=click.Path(file_okay=False), help="Write TensorBoard logs here.")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
 def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
-         lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
-    device = pick_device(device, precision, threads)
+         update_freq, lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
+    here = distributed.world()
+    device = distributed.process_device(pick_device(device, precision, threads), here)
     for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
         if not os.path.exists(os.path.join(data, name)):
             raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
@@ -161,14 +169,19 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
     if shape[1] % shape[3]:
         raise click.BadParameter(f"the model dimension {shape[1]} is not a multiple of {shape[3]} heads")
     os.makedirs(save_dir, exist_ok=True)
-    work = tempfile.mkdtemp(dir=save_dir, prefix=".train.")
+    work = tempfile.mkdtemp(dir=save_dir, prefix=".train.")  # one a process; fairseq saves from rank 0 only
     try:
         argv = fairseq_argv(data, work, size, lr, warmup_updates, max_tokens, max_epoch, max_update, patience,
-                            seed, device, precision, dropout, tensorboard_logdir, log_interval, shape)
-        log(f"{size} transformer_lm {'x'.join(map(str, shape))} on {device}: fairseq-train {' '.join(argv)}")
+                            seed, device, precision, dropout, tensorboard_logdir, log_interval, shape, update_freq,
+                            here)
+        if here.main:
+            log(f"{size} transformer_lm {'x'.join(map(str, shape))} on {device}: fairseq-train {' '.join(argv)}")
+            log(distributed.describe_batch(max_tokens, "tokens at most", here, update_freq))
         started = time.time()
         train(argv, precision)
         seconds = time.time() - started
+        if not here.main:
+            return
         best = os.path.join(work, "checkpoint_best.pt")
         if not os.path.exists(best):
             raise BadInput("fairseq saved no checkpoint (no epoch finished?)", data)
@@ -181,7 +194,8 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
         summary = {"size": size, "layers": layers, "embed_dim": dim, "ffn_dim": ffn, "heads": heads,
                    "parameters": sum(p.numel() for p in model.parameters()), "data": os.path.abspath(data),
                    "seed": seed, "lr": lr or SIZES[size][4], "max_tokens": max_tokens, "device": str(device),
-                   "precision": precision,
+                   "precision": precision, "processes": here.size, "update_freq": update_freq,
+                   "effective_max_tokens": max_tokens * here.size * update_freq,
                    "train_seconds": round(seconds, 1), "valid_tokens": int(sum(len(s) for s in valid)),
                    "valid_ppl": ppl, "unigram_valid_ppl": unigram}
         with open(os.path.join(work, "pretrain.json"), "w", encoding="utf-8") as out:

@@ -18,6 +18,7 @@ import click
 import torch
 
 from .checkpoints import fairseq_globals, file_hash, lm_positions, load_checkpoint
+from . import distributed
 from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
@@ -68,9 +69,14 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
               help="fixed: constant lr (the paper); linear: warm up for --warmup-updates, then decay to 0 at "
                    "--max-epoch (or --max-update).")
 @click.option("--warmup-updates", default=0, show_default=True, help="Linear warm-up of --lr-schedule linear.")
-@click.option("--batch-size", default=32, show_default=True, help="At most this many sentences per update.")
+@click.option("--batch-size", default=32, show_default=True,
+              help="At most this many sentences per batch, per process (under torchrun, each process reads its own "
+                   "batches).")
 @click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(min=1),
-              help="At most this many tokens per update (fairseq's --max-tokens), so long utterances fit in memory.")
+              help="At most this many tokens per batch, per process (fairseq's --max-tokens), so long utterances fit "
+                   "in memory.")
+@click.option("--update-freq", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Batches per update, per process: the effective batch is batch-size x processes x this.")
 @click.option("--max-epoch", default=10, show_default=True)
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
 @click.option("--patience", default=3, show_default=True, help="Stop when valid accuracy has not improved for this many validations.")
@@ -79,9 +85,9 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
-         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, max_epoch, max_update,
-         patience, valid_every, device, threads, precision, seed, skip_bad):
-    from fairseq import options
+         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, update_freq, max_epoch,
+         max_update, patience, valid_every, device, threads, precision, seed, skip_bad):
+    from fairseq import distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
@@ -93,7 +99,8 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             handler.setStream(sys.stderr)
     if warmup_updates and lr_schedule != "linear":
         raise click.UsageError("--warmup-updates needs --lr-schedule linear")
-    device = pick_device(device, precision, threads)
+    here = distributed.world()
+    device = distributed.process_device(pick_device(device, precision, threads), here)
     for split in ("train", "valid"):
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
@@ -105,8 +112,10 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     keep_work_dir = bool(work_dir)
     work_dir = work_dir or output + ".work"
     # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
-    # earlier run) would be picked up silently, so every run starts from a fresh directory
-    shutil.rmtree(work_dir, ignore_errors=True)
+    # earlier run) would be picked up silently, so every run starts from a fresh directory (rank 0 empties
+    # it before it joins the other processes, which read it only once all have joined)
+    if here.main:
+        shutil.rmtree(work_dir, ignore_errors=True)
     argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
             *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
             "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
@@ -116,26 +125,33 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
             "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
     if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
-        total = max_update or -(-n_train // batch_size) * max_epoch
+        total = max_update or -(-n_train // (batch_size * here.size * update_freq)) * max_epoch
         argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
                  "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
     argv += ["--base-dict", base_dict] if base_dict else []
     argv += ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
-    argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
+    argv += ["--cpu"] * (device.type == "cpu") + distributed.fairseq_argv(device, here, update_freq)
     argv += amp_argv(precision)
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+    if here.main:
+        log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
     with fairseq_globals(), fairseq_autocast(precision):
         try:
-            fairseq_train.main(cfg)
+            distributed_utils.call_main(cfg, fairseq_train.main)
         except ValueError as error:  # a bad sentence in a split (see --skip-bad)
             raise BadInput(str(error), data) from None
+        finally:
+            distributed.leave()
+    if not here.main:  # rank 0 writes the prompt checkpoint
+        return
     best = os.path.join(work_dir, "checkpoint_best.pt")
     if not os.path.exists(best):
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
     base_dict = os.path.abspath(base_dict) if base_dict else None
     checkpoint = {"prompt": state["model"], "config": dataclasses.asdict(config), "labels": labels,
-                  "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, seed=seed),
+                  "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, processes=here.size,
+                                   update_freq=update_freq, seed=seed),
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
                   "best": state.get("extra_state", {}).get("best")}
     with atomic_path(output) as tmp:

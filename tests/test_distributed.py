@@ -1,0 +1,102 @@
+"""sp-pretrain and sp-train under torchrun: 2 CPU processes (gloo) against 1 process with the same effective batch."""
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+
+from conftest import BIN, ROOT, sp
+from speechprompt.checkpoints import load_checkpoint
+
+
+def torchrun(tool, *args, processes=2):
+    """`torchrun --nproc_per_node N sp-TOOL args` on the CPU, one thread a process; the CompletedProcess."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", str(processes), "--no-python",
+                             str(BIN / f"sp-{tool}"), *map(str, args)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def unit_bin(tmp_path_factory):
+    from prompt_fixtures import make_databin, toy_rows
+
+    unlabelled = lambda n, seed: [(uid, units, None) for uid, units, _ in toy_rows(n, seed)]
+    return make_databin(str(tmp_path_factory.mktemp("ulm") / "bin"), {"train": unlabelled(400, 1),
+                                                                    "valid": unlabelled(80, 2)})
+
+
+def test_pretrain_on_two_processes_matches_one_with_the_same_effective_batch(tmp_path, unit_bin):
+    from speechprompt.checkpoints import load_lm
+    from speechprompt.pretrain import lm_perplexity, read_split
+
+    common = ["--size", "tiny", "--max-epoch", 3, "--max-tokens", 256, "--warmup-updates", 10, "--seed", 2,
+              "--device", "cpu", "--threads", 1]
+    # one process reading two batches an update sees what two processes reading one each see
+    one = sp("pretrain", unit_bin, "--save-dir", tmp_path / "one", "--update-freq", 2, *common)
+    two = torchrun("pretrain", unit_bin, "--save-dir", tmp_path / "two", *common)
+    assert "256 tokens at most per process x 2 processes x update-freq 1 = 512" in two.stderr
+    assert "256 tokens at most per process x 1 process x update-freq 2 = 512" in one.stderr
+    assert two.stdout == ""
+    assert two.stderr.count("valid perplexity") == 1  # rank 0 alone reports and writes
+    assert sorted(os.listdir(tmp_path / "two")) == ["checkpoint_best.pt", "dict.txt", "pretrain.json"]
+    summary = {run: json.loads((tmp_path / run / "pretrain.json").read_text()) for run in ("one", "two")}
+    assert (summary["two"]["processes"], summary["two"]["update_freq"]) == (2, 1)
+    assert summary["one"]["effective_max_tokens"] == summary["two"]["effective_max_tokens"] == 512
+    assert summary["two"]["valid_ppl"] < summary["two"]["unigram_valid_ppl"]
+    assert summary["two"]["valid_ppl"] == pytest.approx(summary["one"]["valid_ppl"], rel=0.05)
+    model, dictionary = load_lm(str(tmp_path / "two" / "checkpoint_best.pt"))
+    ppl = lm_perplexity(model, dictionary, read_split(unit_bin, "valid"), "cpu")
+    assert ppl == pytest.approx(summary["two"]["valid_ppl"], rel=1e-4)
+
+
+def test_prompt_tuning_on_two_processes_writes_the_one_process_checkpoint_format(tmp_path):
+    from prompt_fixtures import make_databin, make_lm, toy_rows, write_verbalizer
+
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(240, 1), "valid": toy_rows(48, 2),
+                                                "test": toy_rows(30, 3)})
+    common = ["--base", lm, "--max-epoch", 2, "--batch-size", 8, "--lr", 2e-2, "--seed", 3, "--device", "cpu",
+              "--threads", 1]
+    one = sp("train", data, "-o", tmp_path / "one.pt", "--update-freq", 2, *common)
+    two = torchrun("train", data, "-o", tmp_path / "two.pt", *common)
+    assert "8 sentences at most per process x 2 processes x update-freq 1 = 16 sentences at most per update" in two.stderr
+    assert "8 sentences at most per process x 1 process x update-freq 2 = 16" in one.stderr
+    assert two.stderr.count("wrote ") == 1
+    assert sorted(os.listdir(tmp_path)) == ["bin", "lm", "one.pt", "two.pt"]  # work dirs gone, no stray files
+    a, b = load_checkpoint(str(tmp_path / "one.pt")), load_checkpoint(str(tmp_path / "two.pt"))
+    assert set(a) == set(b) and a["config"] == b["config"] and set(a["training"]) == set(b["training"])
+    assert {k: v for k, v in a["training"].items() if k not in ("processes", "update_freq")} \
+        == {k: v for k, v in b["training"].items() if k not in ("processes", "update_freq")}
+    assert (a["training"]["processes"], a["training"]["update_freq"], b["training"]["processes"]) == (1, 2, 2)
+    assert a["labels"] == b["labels"] and a["base"] == b["base"]
+    assert {k: (v.shape, v.dtype, v.device) for k, v in a["prompt"].items()} \
+        == {k: (v.shape, v.dtype, v.device) for k, v in b["prompt"].items()}
+    assert all(torch.isfinite(v).all() for v in b["prompt"].values())
+    # and it decodes like any prompt
+    sp("sample", data, "--prompt", tmp_path / "two.pt", "--verbalizer", write_verbalizer(str(tmp_path / "v.json")),
+       "--device", "cpu", "-o", tmp_path / "two.jsonl")
+    assert len((tmp_path / "two.jsonl").read_text().splitlines()) == 30
+
+
+def test_make_nproc_runs_pretraining_and_prompt_tuning_under_torchrun(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    for split in ("train", "valid", "test"):
+        (units / f"{split}.txt").write_text(f"{split}/1|1 2 3|yes\n")
+
+    def dry_run(*variables):
+        result = subprocess.run(["make", "-n", "--no-print-directory", "TASK=SCR", f"EXP={tmp_path}/exp",
+                                 f"UNITS={units}", *variables, "predict"], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        return [line.split() for line in result.stdout.splitlines() if "sp-pretrain " in line or "sp-train " in line]
+
+    alone = dry_run()
+    assert [words[0].rsplit("/", 1)[-1] for words in alone] == ["sp-pretrain", "sp-train"]
+    launched = dry_run("NPROC=2", "UPDATE_FREQ=3")
+    assert [words[0].rsplit("/", 1)[-1] for words in launched] == ["torchrun", "torchrun"]
+    for words, tool in zip(launched, ["sp-pretrain", "sp-train"]):
+        assert words[1:6] == ["--standalone", "--nproc_per_node", "2", "--no-python", words[5]]
+        assert words[5].endswith(tool) and "--update-freq 3" in " ".join(words)
