@@ -203,3 +203,73 @@ def test_split_at_the_separator():
     assert units.tolist() == [7, 8] and label.tolist() == [9, 10]
     assert split_at_separator(torch.tensor([7, 0, 2]), d)[1].tolist() == []  # no label
     assert split_at_separator(torch.tensor([7, 8, 2]), d) is None and split_at_separator(torch.tensor([0, 7, 0, 2]), d) is None
+
+
+def test_patience_waits_while_valid_accuracy_is_at_chance():
+    from speechprompt.prompting.stopping import EarlyStop, chance_level
+
+    assert chance_level(["a"] * 25 + ["b"] * 40 + ["c"] * 35) == pytest.approx(0.40 + 2 * np.sqrt(0.4 * 0.6 / 100))
+    stop = EarlyStop(patience=2, chance=0.4)
+    # flat at chance for five validations: plain patience 2 would have stopped at the third
+    assert not any(stop.update(a) for a in [0.30, 0.35, 0.33, 0.34, 0.31])
+    assert [stop.update(a) for a in [0.6, 0.8, 0.8, 0.79]] == [False, False, False, True]
+    assert (stop.best, stop.best_validation, stop.validations) == (0.8, 7, 9)
+    assert not any(EarlyStop(patience=0).update(a) for a in [0.9, 0.1, 0.1, 0.1])  # 0: never stops
+
+
+def test_lr_auto_follows_the_ulm_width(tmp_path):
+    from speechprompt.prompting.defaults import auto_lr, read_ulm_shape
+
+    assert auto_lr(128) == 0.03 and auto_lr(1024) == 0.005  # the measured anchors
+    assert auto_lr(64) == 0.03 and auto_lr(4096) == 0.005  # held outside them
+    assert 0.03 > auto_lr(256) > auto_lr(512) > auto_lr(768) > 0.005
+    assert read_ulm_shape(make_lm(str(tmp_path / "lm"), layers=3, dim=48, heads=4)) == (3, 48)
+
+
+def plateau_rows(n: int, seed: int):
+    """A task a prompt learns fully, then cannot improve on: the units are the class marker, repeated."""
+    import random
+
+    rng = random.Random(seed)
+    return [(f"u{i}", [c + 1] * rng.randint(3, 6), ("yes", "no", "up")[c]) for i in range(n) for c in [rng.randrange(3)]]
+
+
+def plateau_run(tmp_path, *args):
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    data = make_databin(str(tmp_path / "bin"), {"train": plateau_rows(96, 1), "valid": plateau_rows(32, 2)})
+    return sp("train", data, "--base", lm, "-o", tmp_path / "prompt.pt", "--batch-size", 16, "--seed", 3,
+              "--device", "cpu", *args)
+
+
+def test_a_run_that_plateaus_stops_by_patience_and_says_so(tmp_path):
+    import json
+
+    run = plateau_run(tmp_path, "--max-epoch", 60, "--patience", 2)  # --lr auto: 0.03 for 32 dimensions
+    stop = load_checkpoint(tmp_path / "prompt.pt")["stop"]
+    assert stop["reason"] == "patience" and stop["epoch"] < 60
+    assert stop["best_valid_accuracy"] > stop["chance"] and stop["validations"] == stop["best_validation"] + 2
+    # it started flat at 0: plain patience 2 would have stopped at the third validation, before it learned
+    valid = [float(line.split("| accuracy ")[1].split()[0]) for line in run.stderr.splitlines() if "valid on" in line]
+    assert valid[:3] == [0, 0, 0] and stop["best_validation"] > 3
+    assert f"sp-train: stopped: patience (epoch {stop['epoch']}, " in run.stderr
+    assert "lr auto: 0.03 for a uLM of 2 x 32" in run.stderr
+    summary = json.loads((tmp_path / "prompt.json").read_text())
+    assert summary["stop"] == stop and summary["trainable"] == 832 and summary["lr"] == 0.03
+
+
+@pytest.mark.parametrize("cap,reason", [(["--max-update", 3], "max update"), (["--max-time", "0.01s"], "time cap"),
+                                        (["--max-epoch", 1], "max epoch")])
+def test_caps_stop_the_run_and_the_log_says_which(tmp_path, cap, reason):
+    run = plateau_run(tmp_path, "--max-epoch", 50, "--patience", 0, *cap)
+    stop = load_checkpoint(tmp_path / "prompt.pt")["stop"]
+    assert stop["reason"] == reason and f"sp-train: stopped: {reason} (" in run.stderr
+    assert stop["updates"] == {"max update": 3, "time cap": 1, "max epoch": 6}[reason]  # 96 sentences, 16 a batch
+
+
+@pytest.mark.parametrize("option,value,message", [("--lr", "fast", "neither a number nor 'auto'"),
+                                                  ("--max-time", "5x", "not a duration")])
+def test_bad_lr_or_time_cap_is_a_usage_error(tmp_path, option, value, message):
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(8), "valid": toy_rows(4)})
+    lm = make_lm(str(tmp_path / "lm"))
+    result = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", option, value, check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

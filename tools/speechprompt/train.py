@@ -9,6 +9,7 @@ tensors (the prompts; everything with `--finetune`), the base's path and
 sha256, the hyper-parameters and the candidate labels seen in train.
 """
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -19,8 +20,49 @@ import torch
 
 from .checkpoints import fairseq_globals, file_hash, lm_positions, load_checkpoint
 from . import distributed
-from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
+from .io import BadInput, atomic_output, atomic_path, command, log, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
+
+
+def summary_path(output: str) -> str:
+    """The JSON beside a prompt checkpoint: `prompt.pt` -> `prompt.json`."""
+    return (output[:-3] if output.endswith(".pt") else output) + ".json"
+
+
+def valid_labels(data: str, base: str, base_dict: str | None) -> list[str]:
+    """The label of every well-formed valid sentence, as text (what chance level is computed from)."""
+    from fairseq.data import Dictionary
+    from .prompting.plugin import label_of, lm_dict_path, read_split
+
+    dictionary = Dictionary.load(lm_dict_path(base, base_dict))
+    sentences, _ = read_split(data, "valid", dictionary)
+    return [label for seq in sentences if (label := label_of(seq, dictionary))]
+
+
+def parse_lr(value) -> float | str:
+    """`auto` or a positive float (click callback)."""
+    if value == "auto":
+        return value
+    try:
+        lr = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
+    if lr <= 0:
+        raise click.BadParameter("must be positive")
+    return lr
+
+
+def parse_duration(value) -> float:
+    """Seconds from `90`, `90s`, `15m` or `2h` (click callback); 0: no cap."""
+    text = str(value).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], None)
+    try:
+        seconds = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration (90, 90s, 15m, 2h)") from None
+    if seconds < 0:
+        raise click.BadParameter("must not be negative")
+    return seconds
 
 
 def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tuple[list[str], int]:
@@ -64,7 +106,9 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
               help="Learn Linear(vocab, classes) on the LM's logits at <s>; a class is one distinct train label.")
 @click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: the distinct train labels].")
 @click.option("--finetune", is_flag=True, help="Train the base LM too (full fine-tuning, for comparison).")
-@click.option("--lr", default=5e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", default="auto", show_default=True, callback=lambda _ctx, _p, v: parse_lr(v),
+              help="Adam learning rate; auto: by the uLM's width (prompting/defaults.py: 3e-2 at 128 dimensions, "
+                   "5e-3 at GSLM's 1024).")
 @click.option("--lr-schedule", default="fixed", show_default=True, type=click.Choice(["fixed", "linear"]),
               help="fixed: constant lr (the paper); linear: warm up for --warmup-updates, then decay to 0 at "
                    "--max-epoch (or --max-update).")
@@ -79,20 +123,26 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
               help="Batches per update, per process: the effective batch is batch-size x processes x this.")
 @click.option("--max-epoch", default=10, show_default=True)
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
-@click.option("--patience", default=3, show_default=True, help="Stop when valid accuracy has not improved for this many validations.")
+@click.option("--max-time", default="0", show_default=True, callback=lambda _ctx, _p, v: parse_duration(v),
+              help="Stop after this much training time: 90, 90s, 15m, 2h (0: no limit).")
+@click.option("--patience", default=5, show_default=True,
+              help="Stop when valid accuracy has not improved for this many validations, counted once it is above "
+                   "chance (0: never).")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
 @runtime_options(precision=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
 def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
          num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, update_freq, max_epoch,
-         max_update, patience, valid_every, device, threads, precision, seed, skip_bad):
+         max_update, max_time, patience, valid_every, device, threads, precision, seed, skip_bad):
     from fairseq import distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
+    from .prompting.defaults import auto_lr, read_ulm_shape
     from .prompting.model import PromptConfig
     from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
+    from .prompting.stopping import EarlyStop, chance_level, stopping
 
     for handler in logging.root.handlers:  # fairseq logs to stdout; stdout carries only data
         if isinstance(handler, logging.StreamHandler):
@@ -105,6 +155,11 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
     labels, n_train = read_data(data, base, base_dict, skip_bad)
+    layers, embed_dim = read_ulm_shape(base)
+    if lr == "auto":
+        lr = auto_lr(embed_dim)
+        log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")
+    stop = EarlyStop(patience, chance_level(valid_labels(data, base, base_dict)))
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
@@ -120,10 +175,12 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
             "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
             "--max-epoch", str(max_epoch), "--max-update", str(max_update),
-            "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
+            "--patience", "-1", "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
             "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
             "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
-            "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
+            "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every),
+            "--save-interval-updates", str(valid_every),  # else a mid-epoch best is validated but never saved
+            "--stop-time-hours", str(max_time / 3600)]
     if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
         total = max_update or -(-n_train // (batch_size * here.size * update_freq)) * max_epoch
         argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
@@ -135,7 +192,7 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     if here.main:
         log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
-    with fairseq_globals(), fairseq_autocast(precision):
+    with fairseq_globals(), fairseq_autocast(precision), stopping(stop, max_update) as record:
         try:
             distributed_utils.call_main(cfg, fairseq_train.main)
         except ValueError as error:  # a bad sentence in a split (see --skip-bad)
@@ -144,19 +201,26 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
             distributed.leave()
     if not here.main:  # rank 0 writes the prompt checkpoint
         return
+    log(record.message())
     best = os.path.join(work_dir, "checkpoint_best.pt")
     if not os.path.exists(best):
         raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
     state = load_checkpoint(best)
     base_dict = os.path.abspath(base_dict) if base_dict else None
+    stop_state = dataclasses.asdict(record)
     checkpoint = {"prompt": state["model"], "config": dataclasses.asdict(config), "labels": labels,
                   "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, processes=here.size,
                                    update_freq=update_freq, seed=seed),
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
-                  "best": state.get("extra_state", {}).get("best")}
+                  "best": state.get("extra_state", {}).get("best"), "stop": stop_state}
+    trained = sum(t.numel() for t in state["model"].values())
+    summary = {"best_valid_accuracy": record.best_valid_accuracy, "trainable": trained, "lr": lr,
+               "ulm_shape": [layers, embed_dim], "config": dataclasses.asdict(config), "stop": stop_state}
+    with atomic_output(summary_path(output)) as f:  # written first: the checkpoint is the file make waits for
+        json.dump(summary, f, indent=1)
+        f.write("\n")
     with atomic_path(output) as tmp:
         torch.save(checkpoint, tmp)
     if not keep_work_dir:
         shutil.rmtree(work_dir)
-    log(f"wrote {output} ({sum(t.numel() for t in state['model'].values()):,} trained values; "
-        f"best valid accuracy {checkpoint['best']})")
+    log(f"wrote {output} ({trained:,} trained values; best valid accuracy {checkpoint['best']})")

@@ -1,0 +1,80 @@
+"""The sweep: sp-sweep's table and selection, and `make sweep` on a 2 x 2 grid of tiny runs."""
+import json
+
+from conftest import sp
+from test_make import fake_intent_units, make
+
+
+def fake_cell(directory, valid, test, trainable, reason="patience"):
+    (directory / "valid").mkdir(parents=True)
+    (directory / "valid" / "metrics.json").write_text(json.dumps({"accuracy": valid}))
+    (directory / "metrics.json").write_text(json.dumps({"accuracy": test}))
+    (directory / "prompt.json").write_text(json.dumps({"trainable": trainable, "stop": {
+        "reason": reason, "seconds": 12.4, "updates": 30}}))
+    return directory
+
+
+def read_table(path):
+    header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+    return [dict(zip(header, row)) for row in rows]
+
+
+def test_the_table_selects_by_valid_accuracy_not_test(tmp_path):
+    cells = [fake_cell(tmp_path / "LR=3e-2", 0.80, 0.95, 100),  # best on test
+             fake_cell(tmp_path / "LR=1e-2", 0.90, 0.85, 100),  # best on valid
+             fake_cell(tmp_path / "LR=5e-3", 0.90, 0.70, 50, "max epoch")]  # tied on valid, fewer values
+    run = sp("sweep", *cells, "-o", tmp_path / "sweep.tsv")
+    rows = read_table(tmp_path / "sweep.tsv")
+    assert [r["cell"] for r in rows] == ["LR=3e-2", "LR=1e-2", "LR=5e-3"]
+    assert [r["selected"] for r in rows] == ["0", "0", "1"]
+    assert rows[2] == {"cell": "LR=5e-3", "valid_accuracy": "0.9000", "test_accuracy": "0.7000", "trainable": "50",
+                       "train_seconds": "12", "stop": "max epoch", "updates": "30", "selected": "1"}
+    assert "selected by valid accuracy: LR=5e-3 (valid 0.9000, test 0.7000" in run.stderr
+
+
+def test_a_cell_that_has_not_run_is_one_error_line(tmp_path):
+    cell = fake_cell(tmp_path / "a", 0.5, 0.5, 10)
+    (cell / "metrics.json").unlink()
+    result = sp("sweep", cell, "-o", tmp_path / "sweep.tsv", check=False)
+    assert result.returncode == 1 and not (tmp_path / "sweep.tsv").exists()
+    assert result.stderr.strip().splitlines() == [f"sp-sweep: error: {cell / 'metrics.json'}: missing (has the cell run?)"]
+
+
+def test_sweep_dry_run_shares_the_stages_before_prompt_tuning(tmp_path):
+    out = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=LR=3e-2,1e-2 PROMPT_LEN=5,10").stdout
+    assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(".venv/bin/sp-binarize ") == 2  # data, uLM
+    trains = [line for line in out.splitlines() if line.startswith(".venv/bin/sp-train ")]
+    assert len(trains) == 4
+    for lr, length in [("3e-2", 5), ("3e-2", 10), ("1e-2", 5), ("1e-2", 10)]:
+        cell = f"{tmp_path}/exp/sweep/LR={lr},PROMPT_LEN={length}"
+        assert any(line.startswith(f".venv/bin/sp-train {cell}/data-bin --base {tmp_path}/exp/ulm/checkpoint_best.pt ")
+                   and f" --prompt-length {length} " in line and f" --lr {lr} " in line for line in trains)
+    assert out.splitlines()[-1].startswith(".venv/bin/sp-sweep ") and out.splitlines()[-1].endswith("/exp/sweep.tsv")
+    refused = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=K=50,100", check=False)
+    assert refused.returncode != 0 and "K cannot vary per cell" in refused.stderr
+
+
+def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    fake_intent_units(units)
+    args = ["TASK=IC", f"UNITS={units}", f"EXP={tmp_path}/exp", "ULM_SIZE=tiny", "ULM_EPOCHS=1", "EPOCHS=2",
+            "sweep", "SWEEP=LR=3e-2,1e-3 PROMPT_LEN=2,4"]
+    out = make(*args).stdout
+    assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(".venv/bin/sp-train ") == 4
+    rows = read_table(tmp_path / "exp" / "sweep.tsv")
+    assert [r["cell"] for r in rows] == ["LR=3e-2,PROMPT_LEN=2", "LR=3e-2,PROMPT_LEN=4", "LR=1e-3,PROMPT_LEN=2",
+                                         "LR=1e-3,PROMPT_LEN=4"]
+    chosen = [r for r in rows if r["selected"] == "1"]
+    assert len(chosen) == 1 and float(chosen[0]["valid_accuracy"]) == max(float(r["valid_accuracy"]) for r in rows)
+    for row in rows:  # each cell trained with its own settings, on the shared data-bin and uLM
+        cell = tmp_path / "exp" / "sweep" / row["cell"]
+        summary = json.loads((cell / "prompt.json").read_text())
+        lr, length = row["cell"].replace("LR=", "").replace("PROMPT_LEN=", "").split(",")
+        assert summary["lr"] == float(lr) and summary["config"]["prompt_length"] == int(length)
+        assert int(row["trainable"]) == summary["trainable"]
+        valid = json.loads((cell / "valid" / "metrics.json").read_text())
+        assert valid["n"] == 40 and float(row["valid_accuracy"]) == round(valid["accuracy"], 4)
+        assert not (cell / "ulm").exists() and not (cell / "units").exists()
+    assert make("-q", *args, check=False).returncode == 0
+    assert "Nothing to be done for 'sweep'" in make(*args).stdout

@@ -1,0 +1,51 @@
+"""Prompt-tuning defaults chosen by the uLM in use, not by the task: `sp-train --lr auto`.
+
+The rule: the learning rate falls with the uLM's width (its decoder embedding dimension) as a power law
+through two measured anchors, and is held at the nearer anchor outside them:
+
+    128 dimensions (the small uLM `sp-pretrain` makes, 4 x 128)  ->  3e-2
+    1024 dimensions (GSLM's hubert100_lm, 12 x 1024)               ->  5e-3 (the paper's)
+
+so lr = 3e-2 * (128 / dim) ** 0.862 in between (512 dimensions: 9.1e-3). Wider models take smaller Adam
+steps for the same change of their output, as in muP's 1 / width rule for hidden weights. Depth is not
+part of the rule: nothing measured here separates it from width.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+ANCHORS = ((128, 3e-2), (1024, 5e-3))  # (decoder embed dim, Adam lr of the prompts), measured
+
+
+def auto_lr(embed_dim: int) -> float:
+    """The prompt learning rate for a uLM this wide (see the module's rule)."""
+    (d0, lr0), (d1, lr1) = ANCHORS
+    dim = min(max(embed_dim, d0), d1)
+    exponent = math.log(lr1 / lr0) / math.log(d1 / d0)
+    return float(f"{lr0 * (dim / d0) ** exponent:.2g}")
+
+
+def ulm_shape(state: dict) -> tuple[int, int]:
+    """(decoder layers, embed dim) of a fairseq transformer_lm checkpoint, read from its weights (every
+    checkpoint format has them; old ones have `args`, new ones `cfg`)."""
+    model = state.get("model", state)
+    layers = {int(m.group(1)) for key in model if (m := re.match(r"decoder\.layers\.(\d+)\.", key))}
+    key = "decoder.layers.0.self_attn.k_proj.weight"
+    if not layers or key not in model:
+        raise ValueError("not a fairseq transformer_lm checkpoint (no decoder.layers.N.self_attn weights)")
+    return len(layers), int(model[key].shape[0])
+
+
+def read_ulm_shape(path: str) -> tuple[int, int]:
+    """`ulm_shape` of a checkpoint file; memory-mapped where the format allows, so the weights stay on disk."""
+    import torch
+
+    from ..checkpoints import fairseq_globals
+
+    with fairseq_globals():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (pre-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    return ulm_shape(state)

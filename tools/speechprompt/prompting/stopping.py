@@ -1,0 +1,102 @@
+"""When prompt tuning stops, and why: patience on the valid accuracy that waits for the prompt to leave
+chance, and caps on epochs, updates and wall time.
+
+Prompts on a small uLM can sit at chance for several epochs before the valid accuracy moves; plain
+patience (fairseq's `--patience`) stops such a run at chance. Here the patience counter starts only once
+the best valid accuracy is above chance: the share of the most frequent valid label (what a constant
+answer gets) plus two binomial standard errors at that share. A run that never leaves chance runs to
+its caps, and the log says so.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections import Counter
+
+PATIENCE, MAX_EPOCH, MAX_UPDATE, TIME_CAP = "patience", "max epoch", "max update", "time cap"
+
+
+def chance_level(labels: list[str]) -> float:
+    """The valid accuracy a constant answer reaches, plus two standard errors: below it, nothing is learned."""
+    if not labels:
+        return 0.0
+    share = Counter(labels).most_common(1)[0][1] / len(labels)
+    return share + 2 * math.sqrt(share * (1 - share) / len(labels))
+
+
+@dataclasses.dataclass
+class EarlyStop:
+    """Valid accuracies in, `True` out when `patience` validations in a row, once above chance, brought no
+    improvement."""
+    patience: int
+    chance: float = 0.0
+    best: float | None = None
+    best_validation: int = 0
+    validations: int = 0
+    waited: int = 0
+
+    @property
+    def left_chance(self) -> bool:
+        return self.best is not None and self.best > self.chance
+
+    def update(self, accuracy: float) -> bool:
+        self.validations += 1
+        if self.best is None or accuracy > self.best:
+            self.best, self.best_validation, self.waited = accuracy, self.validations, 0
+            return False
+        if self.left_chance:
+            self.waited += 1
+        return self.patience > 0 and self.waited >= self.patience
+
+
+@dataclasses.dataclass
+class StopRecord:
+    """Why and where a run stopped; saved in the prompt checkpoint (`stop`) and its JSON."""
+    reason: str = MAX_EPOCH
+    epoch: int = 0
+    updates: int = 0
+    validations: int = 0
+    best_valid_accuracy: float | None = None
+    best_validation: int = 0
+    chance: float = 0.0
+    left_chance: bool = False
+    seconds: float = 0.0
+
+    def message(self) -> str:
+        text = (f"stopped: {self.reason} (epoch {self.epoch}, {self.updates} updates, {self.seconds:.0f} s); "
+                f"best valid accuracy {self.best_valid_accuracy} at validation {self.best_validation} "
+                f"of {self.validations}")
+        if not self.left_chance:
+            text += f"; it never rose above chance ({self.chance:.4f}), so patience never started"
+        return text
+
+
+@contextlib.contextmanager
+def stopping(stop: EarlyStop, max_update: int):
+    """Run fairseq-train inside this block: its `validate_and_save` gets `stop`'s patience, and the record
+    yielded says why training ended (fairseq's own caps: `--max-update`, `--stop-time-hours`)."""
+    from fairseq_cli import train as fairseq_train
+
+    original = fairseq_train.validate_and_save
+    record = StopRecord(chance=stop.chance)
+    start = time.monotonic()
+
+    def validate_and_save(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch):
+        valid_losses, should_stop = original(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch)
+        record.epoch, record.updates = epoch_itr.epoch, trainer.get_num_updates()
+        if should_stop:  # fairseq stops only on its caps here: its own patience is off
+            record.reason = MAX_UPDATE if max_update and record.updates >= max_update else TIME_CAP
+        if valid_losses[0] is not None and stop.update(float(valid_losses[0])) and not should_stop:
+            record.reason, should_stop = PATIENCE, True
+        return valid_losses, should_stop
+
+    fairseq_train.validate_and_save = validate_and_save
+    try:
+        yield record
+    finally:
+        fairseq_train.validate_and_save = original
+        record.seconds = time.monotonic() - start
+        record.validations, record.best_validation = stop.validations, stop.best_validation
+        record.best_valid_accuracy, record.left_chance = stop.best, stop.left_chance
