@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Iterator
 
 from . import Context, Item, audio_files, make_id, nfc, register, require_dir, subdirectories, which_set
+from .speech_commands import NOISE_DIR, SILENCE, UNKNOWN, silence
 
 COMMANDS = ("ne", "ačiū", "stop", "įjunk", "išjunk", "į_viršų", "į_apačią", "į_dešinę", "į_kairę",
             "startas", "pauzė", "labas", "iki")
-SILENCE, UNKNOWN, NOISE_DIR = "_silence_", "_unknown_", "_background_noise_"
 
 
 @register("lt_speech_commands")
@@ -35,13 +35,4 @@ def lt_speech_commands(root: Path, ctx: Context) -> Iterator[Item]:
         for path in audio_files(word_dir):
             split = which_set(nfc(path.name), ctx.valid_percent, ctx.test_percent)
             yield Item(split, make_id(word, path.stem), path, label)
-    noise_dir = root / NOISE_DIR
-    if noise_dir.is_dir():
-        for path in audio_files(noise_dir):
-            info = ctx.probe(path, None)
-            if info is None:  # skipped under --skip-bad
-                continue
-            for k in range(info.frames // info.samplerate):
-                split = {1: "valid", 2: "test"}.get(k % 10, "train")
-                yield Item(split, make_id(SILENCE, f"{path.stem}_{k:04d}"), path, SILENCE,
-                           offset=k * info.samplerate, num_samples=info.samplerate)
+    yield from silence(root / NOISE_DIR, ctx)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io import BadInput
-from . import Context, Item, audio_files, register, require_dir, subdirectories
+from . import Context, Item, audio_files, make_id, register, require_dir, subdirectories
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SILENCE, UNKNOWN, NOISE_DIR = "_silence_", "_unknown_", "_background_noise_"
@@ -70,6 +70,7 @@ def speech_commands(root: Path, ctx: Context) -> Iterator[Item]:
 
 
 def silence(noise_dir: Path, ctx: Context) -> Iterator[Item]:
+    """Each noise file cut into 1 s `_silence_` segments; segment k goes to valid if k % 10 == 1, to test if 2."""
     if not noise_dir.is_dir():
         return
     for path in audio_files(noise_dir):
@@ -80,5 +81,5 @@ def silence(noise_dir: Path, ctx: Context) -> Iterator[Item]:
             split = {1: "valid", 2: "test"}.get(k % 10, "train")
             if split == "test" and ctx.test_dir:
                 continue
-            yield Item(split, f"{SILENCE}/{path.stem}_{k:04d}", path, SILENCE,
+            yield Item(split, make_id(SILENCE, f"{path.stem}_{k:04d}"), path, SILENCE,
                        offset=k * info.samplerate, num_samples=info.samplerate)
