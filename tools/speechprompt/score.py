@@ -10,14 +10,18 @@ and the confusion matrix. `better` says for each metric whether higher or lower
 is better; `headline` is the metric `--metric` names, with its value and
 direction (what Make's summary prints). The truth is each record's `label`, or
 with `--reference` the label of a units table joined by id: a reference id
-without a prediction counts as wrong (`missing`).
+without a prediction (or with a null one) counts as wrong (`missing`). A
+prediction is never correct when either side is unknown (`<unk>` in a slot, as
+a verbalizer writes for a token of no class).
 """
 import json
+import math
 
 import click
 import numpy as np
 
-from .io import BadInput, Skipper, UniqueIds, atomic_output, atomic_path, command, input_argument, lines, log, output_option, read_units, skip_bad_option
+from .io import (BadInput, Skipper, UniqueIds, atomic_output, atomic_path, command, input_argument, lines, log,
+                 output_option, output_path_option, read_units, skip_bad_option)
 
 
 def read_predictions(path: str, skipper: Skipper) -> dict:
@@ -30,6 +34,16 @@ def read_predictions(path: str, skipper: Skipper) -> dict:
                 raise BadInput(f"not JSON: {error.msg}", where) from None
             if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
                 raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
+            for key in ("prediction", "label"):
+                if record.get(key) is not None and not isinstance(record[key], str):
+                    raise BadInput(f"'{key}' must be a string or null, not {type(record[key]).__name__} "
+                                   f"{json.dumps(record[key])[:40]}", where)
+            scores = record.get("scores")
+            if scores is not None and not (isinstance(scores, dict) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in scores.values())):
+                raise BadInput("'scores' must map labels to finite numbers (NaN or infinity found, or not numbers)",
+                               where)
             ids.check(record["id"], where)
             records[record["id"]] = record
     return records
@@ -51,19 +65,33 @@ NEEDS = {"f1": "a positive label (--positive, or two classes)",
          "eer": "two classes, a positive label and per-label scores for every record"}
 
 
+MISSING = "<missing>"
+UNKNOWN = ("<unk>", MISSING)
+
+
+def agree(truth: str | None, prediction: str | None) -> bool:
+    """Correct: equal, and neither side is unknown (`<unk>` in any slot, missing); two unknowns never agree."""
+    if truth is None or prediction is None:
+        return False
+    return truth == prediction and not any(u in truth.split() for u in UNKNOWN)
+
+
 def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None = None) -> dict:
     """`pairs`: (truth, prediction or None); `scores`: per record {label: score}, for EER;
     `positive`: the label whose F1 (and, with two classes, EER) is reported."""
     from sklearn.metrics import f1_score
 
     truth = [t for t, _ in pairs]
-    pred = [p if p is not None else "<missing>" for _, p in pairs]
+    pred = [p if p is not None else MISSING for _, p in pairs]
     labels = sorted(set(truth))
-    result = {"n": len(pairs), "accuracy": float(np.mean([t == p for t, p in zip(truth, pred)])) if pairs else 0.0,
-              "macro_f1": float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)) if pairs else 0.0}
+    right = [agree(t, p) for t, p in zip(truth, pred)]
+    # f1_score counts a class's hits by equality, so an unknown prediction is renamed to stay wrong
+    f1_pred = [p if ok or p != t else f"{p} (unknown)" for t, p, ok in zip(truth, pred, right)]
+    result = {"n": len(pairs), "accuracy": float(np.mean(right)) if pairs else 0.0,
+              "macro_f1": float(f1_score(truth, f1_pred, labels=labels, average="macro", zero_division=0)) if pairs else 0.0}
     slots = max((len(t.split()) for t in truth), default=1)
     if slots > 1:
-        result["slot_accuracy"] = [float(np.mean([(t.split() + [None] * slots)[s] == (p.split() + [None] * slots)[s]
+        result["slot_accuracy"] = [float(np.mean([agree((t.split() + [None] * slots)[s], (p.split() + [None] * slots)[s])
                                                   for t, p in zip(truth, pred)])) for s in range(slots)]
     if positive is not None and pairs:
         result["positive"] = positive
@@ -106,7 +134,7 @@ def plot_confusion(confusion: dict, path: str) -> None:
 @command("Score predictions JSONL: accuracy (exact match), per-slot accuracy, macro-F1, EER; write metrics JSON.")
 @input_argument
 @output_option
-@click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix to this PNG.")
+@output_path_option("--confusion", help="Also draw the confusion matrix to this PNG.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Units table (TSV or GSLM) with the true labels, joined by id.")
 @click.option("--positive", help="The positive label: its F1 (`f1`), and EER in a two-class task "
@@ -135,7 +163,7 @@ def main(input, output, confusion, reference, positive, headline, skip_bad):
     if headline not in result:
         raise BadInput(f"--metric {headline} needs {NEEDS[headline]}", reference or input)
     result["headline"] = {"metric": headline, "value": result[headline], "better": BETTER[headline]}
-    result["missing"] = sum(uid not in records for uid in ids)
+    result["missing"] = sum(records.get(uid, {}).get("prediction") is None for uid in ids)
     result["unscored"] = sum(uid not in truth for uid in records)
     with atomic_output(output) as out:
         json.dump(result, out, indent=1)

@@ -6,8 +6,11 @@ Runs fairseq training in this process with the plugin in `speechprompt.prompting
 (task `speech_prompt`, model `prompt_lm`, criterion `label_ce`); fairseq's
 checkpoints go to `--work-dir`. The output checkpoint holds only the trained
 tensors (the prompts; everything with `--finetune`), the base's path and
-sha256, the hyper-parameters and the candidate labels seen in train.
+sha256, the hyper-parameters, the candidate labels seen in train and, with
+`--verbalizer`, the identity of the verbalizer the labels were mapped with
+(sp-sample refuses to decode with another).
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -16,8 +19,8 @@ import sys
 import click
 import torch
 
-from .checkpoints import fairseq_globals, file_hash, lm_positions, load_checkpoint
-from .io import BadInput, atomic_path, command, log, pick_device, runtime_options
+from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint
+from .io import BadInput, atomic_path, command, log, output_path_option, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
 
@@ -52,7 +55,10 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM (fairseq checkpoint).")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
-@click.option("-o", "--output", required=True, help="The prompt checkpoint to write.")
+@output_path_option("-o", "--output", required=True, help="The prompt checkpoint to write.")
+@click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False),
+              help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
+                   "refuses another.")
 @click.option("--work-dir", help="fairseq's checkpoints and logs, emptied first [default: OUTPUT.work/, removed after].")
 @click.option("--prompt-length", default=5, show_default=True, help="Vectors per prompt (input prefix, and per layer).")
 @click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
@@ -77,7 +83,7 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @runtime_options(precision=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
-def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
+def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
          num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, max_epoch, max_update,
          patience, valid_every, device, threads, precision, seed, skip_bad):
     import speechprompt.prompting  # noqa: F401  registers the plugin before fairseq's parser is built
@@ -98,49 +104,60 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
-    keep_work_dir = bool(work_dir)
-    work_dir = work_dir or output + ".work"
-    # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
-    # earlier run) would be picked up silently, so every run starts from a fresh directory
-    shutil.rmtree(work_dir, ignore_errors=True)
-    argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
-            "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
-            "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
-            "--max-epoch", str(max_epoch), "--max-update", str(max_update),
-            "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
-            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
-            "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
-            "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
-    if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
-        total = max_update or -(-n_train // batch_size) * max_epoch
-        argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
-                 "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
-    argv += ["--base-dict", base_dict] if base_dict else []
-    argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
-    argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
-    argv += ["--finetune"] * finetune + ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
-    argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
-    argv += amp_argv(precision)
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    with fairseq_globals(), fairseq_autocast(precision):
-        try:
-            fairseq_train.main(cfg)
-        except ValueError as error:  # a bad sentence in a split (see --skip-bad)
-            raise BadInput(str(error), data) from None
-    best = os.path.join(work_dir, "checkpoint_best.pt")
-    if not os.path.exists(best):
-        raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
-    state = load_checkpoint(best)
-    config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
-                  num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
-                  lr_schedule=lr_schedule, batch_size=batch_size, seed=seed)
-    base_dict = os.path.abspath(base_dict) if base_dict else None
-    checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
-                  "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
-                  "best": state.get("extra_state", {}).get("best")}
+    verbalizer_record = {"path": os.path.abspath(verbalizer), "sha256": json_identity(verbalizer)} if verbalizer else None
+    with scratch_dir(work_dir or output + ".work", keep=bool(work_dir)) as work_dir:
+        argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
+                "--prompt-length", str(prompt_length), "--optimizer", "adam", "--lr", str(lr),
+                "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
+                "--max-epoch", str(max_epoch), "--max-update", str(max_update),
+                "--patience", str(patience), "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
+                "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
+                "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
+                "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every)]
+        if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
+            total = max_update or -(-n_train // batch_size) * max_epoch
+            argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
+                     "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
+        argv += ["--base-dict", base_dict] if base_dict else []
+        argv += ["--shallow"] * (not deep) + ["--no-input-prompt"] * (not input_prompt) + ["--no-separator"] * (not separator)
+        argv += ["--num-classes", str(num_classes)] if linear_verbalizer else []
+        argv += ["--finetune"] * finetune + ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
+        argv += ["--cpu"] if device.type == "cpu" else ["--device-id", str(device.index or 0)]
+        argv += amp_argv(precision)
+        cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+        with fairseq_globals(), fairseq_autocast(precision):
+            try:
+                fairseq_train.main(cfg)
+            except ValueError as error:  # a bad sentence in a split (see --skip-bad)
+                raise BadInput(str(error), data) from None
+        best = os.path.join(work_dir, "checkpoint_best.pt")
+        if not os.path.exists(best):
+            raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
+        state = load_checkpoint(best)
+        config = dict(prompt_length=prompt_length, deep=deep, input_prompt=input_prompt, separator=separator,
+                      num_classes=num_classes if linear_verbalizer else 0, finetune=finetune, lr=lr,
+                      lr_schedule=lr_schedule, batch_size=batch_size, seed=seed)
+        base_dict = os.path.abspath(base_dict) if base_dict else None
+        checkpoint = {"prompt": state["model"], "config": config, "labels": labels,
+                      "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
+                      "best": state.get("extra_state", {}).get("best")}
+    checkpoint["verbalizer"] = verbalizer_record
     with atomic_path(output) as tmp:
         torch.save(checkpoint, tmp)
-    if not keep_work_dir:
-        shutil.rmtree(work_dir)
-    log(f"wrote {output} ({sum(t.numel() for t in state['model'].values()):,} trained values; "
+    log(f"wrote {output} ({sum(t.numel() for t in checkpoint['prompt'].values()):,} trained values; "
         f"best valid accuracy {checkpoint['best']})")
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str, keep: bool):
+    """fairseq's save dir, emptied first; unless `keep`, removed afterwards, also after a failure.
+
+    fairseq resumes from <dir>/checkpoint_last.pt: a stale one (other settings, an earlier run) would
+    be picked up silently, so every run starts from a fresh directory.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
