@@ -136,8 +136,8 @@ endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
-	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(T)/train.py $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE) | $(STAMP)
+	$(SP)train $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
 	$(SP)sample $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

@@ -393,7 +393,7 @@ def read_lm(path: str, skipper: Skipper | None = None) -> Iterator[LMLine]:
 
 
 # ----------------------------------------------------------------------- CLI
-class _Command(click.Command):
+class _OneLineErrors:
     """Every error is one stderr line `sp-x: error: ...`; a usage error exits 2, bad input 1."""
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
@@ -412,6 +412,14 @@ class _Command(click.Command):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(0)
+
+
+class _Command(_OneLineErrors, click.Command):
+    pass
+
+
+class Group(_OneLineErrors, click.Group):
+    """A tool with subcommands (`sp-verbalize fit|apply|invert`), its errors one line like every tool's."""
 
 
 def _terminate(signum, frame):
