@@ -75,9 +75,10 @@ def refusing(path: str):
     except OSError as error:
         raise BadInput(f"cannot read: {error.strerror or error}", path) from None
     except pickle.UnpicklingError as error:
-        text = str(error)
-        detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln),
-                      text.splitlines()[0] if text else "")
+        lines = str(error).splitlines()
+        detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "Unsupported global" in ln), None)
+        if detail is None:  # not a class off the allowlist: the bytes are no pickle at all
+            raise BadInput(f"refused: not a checkpoint ({lines[0] if lines else 'unreadable'})", path) from None
         raise BadInput(f"refused: not loadable through the weights-only allowlist: {detail}", path) from None
     except Exception as error:  # torch, zipfile and fairseq raise many kinds for a file that is no checkpoint
         text = str(error).strip().splitlines()
