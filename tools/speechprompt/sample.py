@@ -210,7 +210,7 @@ def verbalizer_decoder(path: str, ckpt: dict, candidates: list[str]):
         vb = load_verbalizer(path)
     except (ValueError, KeyError, TypeError) as error:
         raise BadInput(f"not a verbalizer: {error}", path) from None
-    unknown = sorted({t for c in candidates for t in c.split()} - set(vb.inverse))
+    unknown = sorted({word for c in candidates for word in vb.words(c.split())} - set(vb.inverse))
     if unknown:
         raise BadInput(f"refused: the prompt's train labels use tokens {unknown[:5]} this verbalizer maps to no "
                        f"label (trained with another verbalizer?)", path)
