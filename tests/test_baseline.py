@@ -82,10 +82,12 @@ def test_ulm_states_batched_equal_one_at_a_time(tmp_path):
     from speechprompt.baseline import ulm_states
     from speechprompt.io import Units
 
-    lm = make_lm(str(tmp_path / "lm"), layers=2, dim=32)
+    from speechprompt.checkpoints import load_lm
+
+    model, dictionary = load_lm(make_lm(str(tmp_path / "lm"), layers=2, dim=32))
     rows = [Units(uid, [str(u) for u in units], label) for uid, units, label in toy_rows(23, 4)]
-    one = ulm_states(rows, lm, None, "cpu", batch_size=1)
-    batched = ulm_states(rows, lm, None, "cpu", batch_size=8)  # right-padded to the longest of each batch
+    one = ulm_states(rows, model, dictionary, "cpu", batch_size=1)
+    batched = ulm_states(rows, model, dictionary, "cpu", batch_size=8)  # right-padded to the longest of each batch
     assert one.shape == (23, 2 * 2 * 32)
     assert np.allclose(one, batched, atol=1e-5)
     assert not np.allclose(one[0], one[1])

@@ -4,6 +4,8 @@ Everything is tiny and built here: wavs written with numpy, a random HuBERT
 built with fairseq's own classes and saved as a fairseq checkpoint.
 """
 import dataclasses
+import fractions
+import json
 import logging
 import math
 import pickle
@@ -274,19 +276,34 @@ def test_a_checkpoint_with_a_class_off_the_allowlist_is_refused(tmp_path):
                                                 "--encoder", "hubert", "--checkpoint", str(ckpt)])
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0
-    assert f"{ckpt}: checkpoint refused by the weights-only allowlist" in result.stderr
+    assert f"{ckpt}: refused: not loadable through the weights-only allowlist" in result.stderr
     assert "fractions.Fraction" in result.stderr
 
 
 # ------------------------------------------------------------------ kmeans
-def test_kmeans_file_is_a_joblib_minibatchkmeans(logmel_km):
-    from sklearn.cluster import MiniBatchKMeans
+def test_kmeans_file_is_an_npz_that_loads_without_pickle(logmel_km):
+    with np.load(logmel_km[0], allow_pickle=False) as npz:  # no pickle needed: none is in the file
+        assert str(npz["format"]) == "speechprompt-kmeans/1"
+        centers = npz["centers"]
+        assert json.loads(str(npz["encoder"])) == {"encoder": "logmel", "bins": 80, "mean_norm": False}
+    assert centers.shape == (8, 80) and centers.dtype == np.float32
+    loaded, spec = kmeans_model.load_kmeans(logmel_km[0])
+    assert np.array_equal(loaded, centers) and spec == {"encoder": "logmel", "bins": 80, "mean_norm": False}
 
-    model = joblib.load(logmel_km[0])
-    assert isinstance(model, MiniBatchKMeans) and model.cluster_centers_.shape == (8, 80)
-    assert model.speechprompt_encoder_ == {"encoder": "logmel", "bins": 80, "mean_norm": False}
-    assert np.array_equal(model.predict(model.cluster_centers_[::-1]), np.arange(8)[::-1])  # a usable sklearn model
-    assert np.array_equal(kmeans_model.load_centroids(logmel_km[0]), model.cluster_centers_.astype(np.float32))
+
+def test_joblib_kmeans_files_still_load_through_the_restricted_unpickler(logmel_km, tmp_path):
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    frames = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
+    for i, model in enumerate([MiniBatchKMeans(5, n_init=2, random_state=0).fit(frames),
+                               KMeans(4, n_init=2, random_state=np.random.RandomState(1)).fit(frames)]):
+        model.speechprompt_encoder_ = {"encoder": "logmel", "bins": 6}  # as older sp-kmeans files have it
+        for protocol, compress in [(2, 0), (5, 3)]:
+            path = tmp_path / f"km{i}-{protocol}-{compress}.bin"
+            joblib.dump(model, path, protocol=protocol, compress=compress)
+            centers, spec = kmeans_model.load_kmeans(str(path))
+            assert np.array_equal(centers, model.cluster_centers_.astype(np.float32))
+            assert spec == {"encoder": "logmel", "bins": 6}
 
 
 def test_kmeans_fit_is_seeded(logmel_km, tmp_path):
@@ -298,8 +315,8 @@ def test_kmeans_fit_is_seeded(logmel_km, tmp_path):
     assert not np.array_equal(kmeans_model.load_centroids(tmp_path / "sub.bin"), kmeans_model.load_centroids(km))
 
 
-def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(tmp_path, monkeypatch):
-    module = types.ModuleType("old_sklearn_k_means_")  # like sklearn 0.2x's sklearn.cluster.k_means_
+def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_restricted_unpickler(tmp_path, monkeypatch):
+    module = types.ModuleType("sklearn.cluster.k_means_")  # sklearn 0.2x's module, gone from today's sklearn
 
     class MiniBatchKMeans:  # the shape of an old sklearn object; its module will not exist at load time
         pass
@@ -321,6 +338,10 @@ def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_state_fallback(
     joblib.dump({"labels": [1, 2]}, bad)
     with pytest.raises(BadInput, match="not a k-means model"):
         kmeans_model.load_centroids(str(bad))
+    other = tmp_path / "other.bin"
+    joblib.dump({"cluster_centers_": np.zeros((2, 3)), "extra": fractions.Fraction(1, 3)}, other)
+    with pytest.raises(click.ClickException, match="refused: global fractions.Fraction is not allowed"):
+        kmeans_model.load_centroids(str(other))
 
 
 def test_reservoir_keeps_a_bounded_seeded_uniform_sample():

@@ -6,6 +6,7 @@ for, whatever the file's own rate and channel count.
 from __future__ import annotations
 
 import functools
+import os
 from math import gcd
 
 import numpy as np
@@ -14,8 +15,17 @@ import soundfile as sf
 from .io import BadInput, Utterance
 
 
+def _check_file(path: str, where: str) -> None:
+    """libsndfile says "System error." for a missing file and "Format not recognised." for a directory."""
+    if os.path.isdir(path):
+        raise BadInput(f"audio {path} is a directory, not a file", where)
+    if not os.path.exists(path):
+        raise BadInput(f"no such audio file {path}", where)
+
+
 def probe(path: str, where: str) -> sf._SoundFileInfo:
     """soundfile's header info, or a one-line error for unreadable or empty audio."""
+    _check_file(path, where)
     try:
         info = sf.info(path)
     except Exception as error:  # soundfile raises RuntimeError/LibsndfileError/OSError
@@ -45,11 +55,16 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def load(utt: Utterance, rate: int) -> np.ndarray:
     """The utterance's segment as float32 mono at `rate` Hz."""
+    _check_file(utt.path, utt.where)
     try:
         with sf.SoundFile(utt.path) as f:
             native = f.samplerate
+            if utt.offset >= f.frames > 0:  # libsndfile: "Internal psf_fseek() failed."
+                raise BadInput(f"offset {utt.offset} is past the end of {utt.path} ({f.frames} samples)", utt.where)
             f.seek(utt.offset)
             wave = f.read(utt.num_samples, dtype="float32", always_2d=True)
+    except BadInput:
+        raise
     except Exception as error:
         raise BadInput(f"unreadable audio {utt.path}: {str(error).splitlines()[0]}", utt.where) from None
     if wave.shape[0] == 0:

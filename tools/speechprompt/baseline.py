@@ -21,8 +21,8 @@ import click
 import numpy as np
 import torch
 
-from .io import (BadInput, Prediction, Skipper, Units, atomic_output, command, log, output_option, pick_device, read_manifest,
-                 read_units, runtime_options, skip_bad_option)
+from .io import (BadInput, Prediction, Skipper, Units, atomic_output, command, input_name, log, output_option,
+                 pick_device, read_manifest, read_units, runtime_options, skip_bad_option)
 
 
 def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
@@ -36,11 +36,10 @@ def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
         if feats is not None:
             rows.append(Units(utt.id, [], utt.label, None, utt.where))
             stats.append(torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy())
-    return rows, np.stack(stats)
+    return nonempty(rows, path), np.stack(stats)
 
 
-def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device: str,
-               batch_size: int = 64) -> np.ndarray:
+def ulm_states(rows: list[Units], lm, dictionary, device: str, batch_size: int = 64) -> np.ndarray:
     """[N, 2 * layers * d] per-row mean and last hidden state after each layer of the frozen uLM.
 
     Rows run in batches of similar length, right-padded: the LM is causal, so
@@ -49,13 +48,10 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
     from fairseq.data import data_utils
     from tqdm import tqdm
 
-    from .checkpoints import load_lm
-
-    lm, dictionary = load_lm(checkpoint, dict_path, device)
     sequences = [torch.tensor([dictionary.eos()] + [dictionary.index(u) for u in row.units]) for row in rows]
     unknown = sum(int((s == dictionary.unk()).sum()) for s in sequences)
     if unknown:
-        log(f"{unknown} units not in the uLM's dictionary ({dict_path or 'beside ' + checkpoint}) read as <unk>")
+        log(f"{unknown} units not in the uLM's dictionary read as <unk>")
     order = sorted(range(len(rows)), key=lambda i: len(sequences[i]))
     out = [None] * len(rows)
     with torch.inference_mode(), tqdm(total=len(rows), desc="uLM states", unit="utt", file=sys.stderr) as bar:
@@ -72,6 +68,26 @@ def ulm_states(rows: list[Units], checkpoint: str, dict_path: str | None, device
                 out[i] = torch.cat([mean[b], last[b]], -1).flatten().float().cpu().numpy()
             bar.update(len(batch))
     return np.stack(out)
+
+
+def nonempty(rows, path: str) -> list:
+    """The rows as a list; none at all (an empty file, or every row skipped) is an error."""
+    rows = list(rows)
+    if not rows:
+        raise BadInput("no rows (empty, or every row skipped)", input_name(path))
+    return rows
+
+
+def fitting(rows: list[Units], longest: int, skipper: Skipper) -> list[Units]:
+    """The rows the uLM has positions for; a longer one is an error (or a counted skip), found before any batch."""
+    kept = []
+    for row in rows:
+        with skipper.guard():
+            if len(row.units) > longest:
+                raise BadInput(f"{len(row.units)} units, more than the uLM's {longest} positions "
+                               "(crop long utterances first)", row.where)
+            kept.append(row)
+    return kept
 
 
 @command("Linear probe baseline (tf-idf unit n-grams, log-mel statistics or uLM states): train, predict; "
@@ -99,7 +115,7 @@ def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, 
     device = pick_device(device, threads=threads)
     skipper = Skipper(skip_bad)
     if features == "units":
-        train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
+        train_rows, test_rows = nonempty(read_units(train, skipper), train), nonempty(read_units(test, skipper), test)
         featurizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
                                      ngram_range=(1, ngrams), sublinear_tf=True)
         x_train = featurizer.fit_transform(" ".join(r.units) for r in train_rows)
@@ -108,8 +124,14 @@ def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, 
     elif features == "ulm-states":
         if not ulm:
             raise click.UsageError("--features ulm-states needs --ulm")
-        train_rows, test_rows = list(read_units(train, skipper)), list(read_units(test, skipper))
-        x_train, x_test = (ulm_states(rows, ulm, ulm_dict, device) for rows in (train_rows, test_rows))
+        from .checkpoints import load_lm
+
+        train_rows, test_rows = nonempty(read_units(train, skipper), train), nonempty(read_units(test, skipper), test)
+        lm, dictionary = load_lm(ulm, ulm_dict, device)
+        longest = lm.decoder.max_positions() - 1  # `</s>` first
+        train_rows, test_rows = (nonempty(fitting(rows, longest, skipper), path)
+                                 for rows, path in ((train_rows, train), (test_rows, test)))
+        x_train, x_test = (ulm_states(rows, lm, dictionary, device) for rows in (train_rows, test_rows))
         what = f"uLM hidden states of {ulm}"
     else:
         (train_rows, x_train), (test_rows, x_test) = logmel_stats(train, skipper), logmel_stats(test, skipper)

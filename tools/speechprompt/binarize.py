@@ -20,7 +20,7 @@ import tempfile
 import click
 
 from .verbalizer import read_dict_symbols
-from .io import SEP, BadInput, Skipper, UniqueIds, command, lines, log, skip_bad_option
+from .io import SEP, BadInput, Skipper, UniqueIds, command, is_number, lines, log, skip_bad_option
 
 
 def parse_split(spec: str) -> tuple[str, str]:
@@ -30,8 +30,8 @@ def parse_split(spec: str) -> tuple[str, str]:
     return name, path
 
 
-def read_split(path: str, skipper: Skipper, known: set | None) -> list[tuple[str, str]]:
-    """(id, text after the tab) of each line; with `known`, every token must be in it."""
+def read_split(path: str, skipper: Skipper, known: set | None, units: int | None = None) -> list[tuple[str, str]]:
+    """(id, text after the tab) of each line; with `known`, every token must be in it; with `units`, below it."""
     records, ids = [], UniqueIds()
     for where, text in lines(path):
         with skipper.guard():
@@ -45,9 +45,12 @@ def read_split(path: str, skipper: Skipper, known: set | None) -> list[tuple[str
                 unknown = [t for t in tokens if t not in known]
                 if unknown:
                     raise BadInput(f"token {unknown[0]!r} is not in the dictionary", where)
-            elif any(not (t.isdigit() or t == SEP) for t in tokens):
-                bad = next(t for t in tokens if not (t.isdigit() or t == SEP))
+            elif any(not (is_number(t) or t == SEP) for t in tokens):
+                bad = next(t for t in tokens if not (is_number(t) or t == SEP))
                 raise BadInput(f"token {bad!r} is not a unit; give the uLM's --dict", where)
+            elif units is not None and any(t != SEP and int(t) >= units for t in tokens):
+                bad = next(t for t in tokens if t != SEP and int(t) >= units)
+                raise BadInput(f"unit {bad} found, but --units is {units} (units 0..{units - 1})", where)
             ids.check(uid, where)
             records.append((uid, body))
     return records
@@ -100,7 +103,7 @@ def main(splits, out, dict_path, units, skip_bad):
         raise click.BadParameter("--units is for the generated dictionary; not with --dict")
     known = {SEP, "<pad>", "</s>", "<unk>", *read_dict_symbols(dict_path)} if dict_path else None
     skipper = Skipper(skip_bad)
-    data = {name: read_split(path, skipper, known) for name, path in pairs}
+    data = {name: read_split(path, skipper, known, units) for name, path in pairs}
     skipper.report("lines")
     from fairseq.data import Dictionary  # slow to import: after the input is checked
 
@@ -109,8 +112,6 @@ def main(splits, out, dict_path, units, skip_bad):
     else:
         largest = max((int(t) for records in data.values() for _, body in records
                        for t in body.split() if t != SEP), default=-1)
-        if units is not None and largest >= units:
-            raise BadInput(f"unit {largest} found, but --units is {units}")
         dictionary = Dictionary()
         for unit in range(units or largest + 1):
             dictionary.add_symbol(str(unit), n=1)

@@ -20,6 +20,8 @@ import typing
 import numpy as np
 import torch
 
+from .io import BadInput
+
 
 def _allowlist() -> list:
     import omegaconf
@@ -43,9 +45,45 @@ def fairseq_globals():
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """A fairseq (or project) checkpoint as a dict, unpickled through the allowlist."""
-    with fairseq_globals():
-        return torch.load(path, map_location=map_location, weights_only=True)
+    """A fairseq (or project) checkpoint as a dict, unpickled through the allowlist.
+
+    Anything else (a class outside the allowlist, a joblib or plain pickle, a
+    file that is no checkpoint at all) is refused with one line
+    `PATH: refused: ...`, and nothing of it is executed.
+    """
+    with refusing(path), fairseq_globals():
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise BadInput(f"refused: not a checkpoint (a pickled {type(state).__name__}, not a dict)", path)
+    return state
+
+
+@contextlib.contextmanager
+def refusing(path: str):
+    """Turn every failure of loading the model file `path` into one line `PATH: refused: reason`."""
+    import pickle
+
+    try:
+        yield
+    except BadInput:
+        raise
+    except FileNotFoundError as error:
+        raise BadInput(f"no such file{'' if error.filename in (None, path) else ': ' + str(error.filename)}",
+                       path) from None
+    except IsADirectoryError:
+        raise BadInput("is a directory, not a model file", path) from None
+    except OSError as error:
+        raise BadInput(f"cannot read: {error.strerror or error}", path) from None
+    except pickle.UnpicklingError as error:
+        lines = str(error).splitlines()
+        detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "Unsupported global" in ln), None)
+        if detail is None:  # not a class off the allowlist: the bytes are no pickle at all
+            raise BadInput(f"refused: not a checkpoint ({lines[0] if lines else 'unreadable'})", path) from None
+        raise BadInput(f"refused: not loadable through the weights-only allowlist: {detail}", path) from None
+    except Exception as error:  # torch, zipfile and fairseq raise many kinds for a file that is no checkpoint
+        text = str(error).strip().splitlines()
+        raise BadInput(f"refused: not a usable checkpoint ({type(error).__name__}"
+                       f"{': ' + text[0] if text else ''})", path) from None
 
 
 def lm_positions(path: str) -> int:
@@ -54,11 +92,13 @@ def lm_positions(path: str) -> int:
     fairseq's transformer_lm takes `max_target_positions`, else the task's `tokens_per_sample`, else 1024.
     Read from the checkpoint's config only; the weights are memory-mapped, not read.
     """
-    with fairseq_globals():
+    with refusing(path), fairseq_globals():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
             state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise BadInput(f"refused: not a checkpoint (a pickled {type(state).__name__}, not a dict)", path)
     cfg, args = state.get("cfg") or {}, state.get("args")
     sources = [cfg.get("model"), cfg.get("task"), args]
     for key in ("max_target_positions", "tokens_per_sample"):
@@ -78,6 +118,24 @@ def file_hash(path: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def json_identity(path: str) -> str:
+    """sha256 of a JSON file's canonical form (sorted keys, no spaces): the same content, the same identity.
+
+    A prompt checkpoint records its verbalizer's this way, so decoding with another map is refused.
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            data = json.load(f)
+    except OSError as error:
+        raise BadInput(f"cannot read: {error.strerror}", path) from None
+    except ValueError as error:
+        raise BadInput(f"not JSON: {error}", path) from None
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def load_lm(path: str, dict_path: str | None = None, device: str | torch.device = "cpu"):
     """A fairseq unit LM and its Dictionary, via `load_model_ensemble_and_task`.
 
@@ -88,11 +146,19 @@ def load_lm(path: str, dict_path: str | None = None, device: str | torch.device 
 
     dict_path = dict_path or os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")
     if not os.path.exists(dict_path):
-        raise FileNotFoundError(f"{dict_path}: the unit LM's dict.txt is missing")
+        raise BadInput(f"the unit LM's dict.txt is missing ({dict_path}; give its path)", path)
+    state = load_checkpoint(path)  # refused here, with one line, before fairseq sees it
+    if not isinstance(state.get("model"), dict) or (state.get("cfg") is None and state.get("args") is None):
+        what = "a prompt checkpoint from sp-train" if "prompt" in state else "no fairseq model checkpoint"
+        raise BadInput(f"refused: {what}, not a unit LM (no 'model' and 'cfg')", path)
+    del state
     with tempfile.TemporaryDirectory() as data_dir:  # fairseq wants `<data>/dict.txt`
         shutil.copy(dict_path, os.path.join(data_dir, "dict.txt"))
-        with fairseq_globals():
+        with refusing(path), fairseq_globals():
             models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
                 [path], arg_overrides={"data": data_dir})
-    model = models[0].to(device).eval()
+    model = models[0]
+    if not hasattr(model, "decoder") or not hasattr(model.decoder, "extract_features"):
+        raise BadInput(f"refused: not a unit language model (a {type(model).__name__})", path)
+    model = model.to(device).eval()
     return model, task.source_dictionary

@@ -4,9 +4,10 @@ Every tool reads and writes id-keyed tables (README.md, "Formats"): plain
 text, one record a line, the utterance id in the first column.  This module
 owns what every tool needs and nothing else:
 
-- `open_input` / `atomic_output`: a path or `-` for stdin/stdout; a file
-  output is written to a temporary file and renamed into place only when the
-  tool succeeds, so `make` never sees a partial output as done;
+- `open_input` / `atomic_output`: a path or `-` for stdin/stdout; a regular
+  file output is written to a temporary file and renamed into place only when
+  the tool succeeds, so `make` never sees a partial output as done; other
+  outputs behave as a shell redirect would (see `atomic_path`);
 - readers for the shared formats (manifest, units table, LM data, predictions) that carry
   the file name and line number of every record for error messages;
 - `BadInput` (one line `file:line: message`, exit 1) and `Skipper`, which
@@ -18,9 +19,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob
 import json
+import math
 import os
 import re
+import signal
+import stat
 import sys
 import tempfile
 from typing import Callable, Iterator, TextIO
@@ -37,10 +42,18 @@ class BadInput(click.ClickException):
     exit_code = 1
 
     def __init__(self, message: str, where: str | None = None):
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(one_line(f"{where}: {message}" if where else message))
+        self.prog = _prog()  # while the tool's context is still current
 
     def show(self, file=None):
-        click.echo(f"{_prog()}: error: {self.format_message()}", err=True)
+        click.echo(f"{self.prog}: error: {self.format_message()}", err=True)
+
+
+def one_line(text: str) -> str:
+    """Control characters (a newline in a file name) escaped, so an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 class UsageProblem(click.UsageError):
@@ -66,7 +79,7 @@ def _prog() -> str:
 
 def log(message: str) -> None:
     """Progress and diagnostics go to stderr; stdout carries only data."""
-    click.echo(f"{_prog()}: {message}", err=True)
+    click.echo(f"{_prog()}: {one_line(message)}", err=True)
 
 
 class Skipper:
@@ -118,7 +131,7 @@ def open_input(path: str) -> TextIO:
     if path == "-":
         return sys.stdin
     try:
-        return open(path, encoding="utf-8")
+        return open(path, encoding="utf-8-sig")  # -sig: a BOM would stick to the first id
     except OSError as error:
         raise BadInput(f"cannot read: {error.strerror}", path) from None
 
@@ -145,17 +158,92 @@ def atomic_output(path: str, mode: str = "w") -> Iterator:
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside `path`; rename it to `path` on success."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Yield the path to write `path` through, as a shell redirect would, but atomic for regular files.
+
+    - a regular file (new or existing): a temporary `.NAME.PID.XXXX.tmp` beside
+      it, renamed over it on success; a new file gets the mode a redirect gives
+      (0666 less the umask), an existing one keeps its mode;
+    - a symlink: followed, and its target is replaced atomically;
+    - a character device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named
+      pipe): written straight into, never replaced;
+    - an existing directory or an empty path: refused (`check_output` does it
+      before any work starts).
+
+    Temporaries of the same output left by a killed run are removed first.
+    """
+    target = check_output(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        yield target
+        return
+    directory, name = os.path.split(os.path.abspath(target))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    _remove_stale_temporaries(directory, name)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def check_output(path: str) -> str:
+    """The file an output path writes to (a symlink followed); a directory or empty path is refused."""
+    if not path:
+        raise BadInput("the output path is empty")
+    if path == "-":
+        return path
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    if os.path.isdir(target):
+        raise BadInput("is a directory, not an output file", path)
+    parent = os.path.dirname(os.path.abspath(target))
+    while not os.path.lexists(parent):  # a missing parent is created; an existing non-directory cannot be
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise BadInput(f"cannot write: {parent} is not a directory", path)
+    return target
+
+
+def output_callback(ctx, param, value):
+    """click callback: `-o` is checked when the command line is read, before any work."""
+    if value is not None:
+        check_output(value)
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """`.NAME.PID.XXXX.tmp` of a process that is gone (SIGKILL leaves them): removed."""
+    for tmp in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.tmp")):
+        middle = os.path.basename(tmp)[len(name) + 2:-len(".tmp")]
+        ours = re.fullmatch(r"(\d+)\.[a-z0-9_]+", middle)  # PID.XXXX; older runs wrote XXXX alone
+        if (ours and _alive(int(ours[1]))) or not (ours or re.fullmatch(r"[a-z0-9_]+", middle)):
+            continue  # a live run's, or another output's (`.NAME.old.PID.XXXX.tmp`)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def lines(path: str) -> Iterator[tuple[str, str]]:
@@ -165,6 +253,8 @@ def lines(path: str) -> Iterator[tuple[str, str]]:
     try:
         for number, text in enumerate(f, 1):
             text = text.rstrip("\r\n")
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # stdin is not opened as utf-8-sig
             if text.strip():
                 yield f"{name}:{number}", text
     finally:
@@ -253,10 +343,15 @@ class Prediction:
                            "score": self.score, "scores": self.scores}, ensure_ascii=False)
 
 
-def _check_units(units: list[str], where: str) -> list[str]:
-    if not "".join(units).isdigit() and units:  # one C-level check; find the culprit only on failure
-        bad = next(unit for unit in units if not unit.isdigit())
-        raise BadInput(f"unit {bad!r} is not a non-negative integer", where)
+def is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts `²` and `٣`, which `int` then rejects or misreads."""
+    return text.isascii() and text.isdigit()
+
+
+def _check_units(units: list[str], where: str, what: str = "unit") -> list[str]:
+    if units and not is_number("".join(units)):  # one C-level check; find the culprit only on failure
+        bad = next(unit for unit in units if not is_number(unit))
+        raise BadInput(f"{what} {bad!r} is not a non-negative integer", where)
     return units
 
 
@@ -265,7 +360,7 @@ def parse_manifest(text: str, where: str) -> Utterance:
     if len(fields) != 5:
         raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
     uid, audio, offset, num_samples, label = fields
-    if not (offset.isdigit() and num_samples.isdigit()):
+    if not (is_number(offset) and is_number(num_samples)):
         raise BadInput("offset and num_samples must be non-negative integers", where)
     return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
 
@@ -285,10 +380,13 @@ def parse_units(text: str, where: str) -> Units:
     if not uid:
         raise BadInput("empty id", where)
     record = Units(uid, _check_units(units.split(), where), normalize_label(label), None, where)
-    if durations:
-        record.durations = [int(d) for d in _check_units(durations.split(), where)]
+    if durations.strip():
+        record.durations = [int(d) for d in _check_units(durations.split(), where, "duration")]
         if len(record.durations) != len(record.units):
-            raise BadInput(f"{len(record.durations)} durations for {len(record.units)} units", where)
+            raise BadInput(f"{len(record.durations)} durations for {len(record.units)} units (a 4th column holds "
+                           "one run length per unit)", where)
+        if 0 in record.durations:
+            raise BadInput("a duration of 0 (a run length is at least 1)", where)
     return record
 
 
@@ -310,8 +408,14 @@ def parse_prediction(text: str, where: str) -> Prediction:
         raise BadInput(f"not JSON: {error.msg}", where) from None
     if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
         raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
-    if not isinstance(record.get("label") or "", str):
-        raise BadInput("'label' must be a string or null", where)
+    for key in ("prediction", "label"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise BadInput(f"'{key}' must be a string or null, not {type(record[key]).__name__} "
+                           f"{json.dumps(record[key])[:40]}", where)
+    scores = record.get("scores")
+    if scores is not None and not (isinstance(scores, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores.values())):
+        raise BadInput("'scores' must map labels to finite numbers (NaN or infinity found, or not numbers)", where)
     return Prediction(record["id"], record.get("units", ""), normalize_label(record.get("label")),
                       record["prediction"], record.get("score"), record.get("scores"), where)
 
@@ -347,12 +451,46 @@ def read_predictions(path: str, skipper: Skipper | None = None) -> Iterator[Pred
 
 
 # ----------------------------------------------------------------------- CLI
+class _OneLineErrors:
+    """Every error is one stderr line `sp-x: error: ...`; a usage error exits 2, bad input 1."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # a caller in Python (a benchmark) handles the exceptions itself
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            prog = error.ctx.command_path if error.ctx else prog_name or os.path.basename(sys.argv[0])
+            click.echo(f"{prog}: error: {one_line(error.format_message())} (see {prog} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(0)
+
+
+class _Command(_OneLineErrors, click.Command):
+    pass
+
+
+class Group(_OneLineErrors, click.Group):
+    """A tool with subcommands (`sp-verbalize fit|apply|invert`), its errors one line like every tool's."""
+
+
+def _terminate(signum, frame):
+    sys.exit(128 + signum)  # unwinds like an error: atomic outputs remove their temporaries
+
+
 def command(description: str) -> Callable:
     """Build a tool's click command: `@command("one line")` over `def main(...)`."""
 
     def wrap(function: Callable) -> Callable:
         @functools.wraps(function)
         def run(*args, **kwargs):
+            signal.signal(signal.SIGTERM, _terminate)
             try:
                 return function(*args, **kwargs)
             except BrokenPipeError:  # `sp-x | head` is fine
@@ -360,13 +498,19 @@ def command(description: str) -> Callable:
                 os.dup2(devnull, sys.stdout.fileno())
                 sys.exit(0)
 
-        return click.command(help=description, context_settings={"help_option_names": ["-h", "--help"]})(run)
+        return click.command(cls=_Command, help=description,
+                             context_settings={"help_option_names": ["-h", "--help"]})(run)
 
     return wrap
 
 
+def output_path_option(*names: str, **kwargs) -> Callable:
+    """A click option naming an output file, checked before any work (`check_output`)."""
+    return click.option(*names, callback=output_callback, **kwargs)
+
+
 input_argument = click.argument("input", default="-", metavar="[INPUT]")
-output_option = click.option("-o", "--output", default="-", show_default=True, help="Output file, - for stdout.")
+output_option = output_path_option("-o", "--output", default="-", show_default=True, help="Output file, - for stdout.")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 

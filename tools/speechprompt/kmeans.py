@@ -3,8 +3,9 @@
     sp-kmeans train.tsv -o km.bin                      # logmel, K=100
     sp-kmeans train.tsv -o km.bin --encoder hubert --checkpoint hubert_base_ls960.pt --layer 6
 
-The model is a scikit-learn MiniBatchKMeans saved with joblib, the same
-kind of object as GSLM's `km.bin`. Frames come from a seeded sample of the
+The model is a scikit-learn MiniBatchKMeans; its centres and the encoder's
+spec are saved as an `.npz` that loads without pickle (`kmeans_model`,
+which also reads GSLM's joblib `km.bin`). Frames come from a seeded sample of the
 manifest's utterances (`--percent`), kept by reservoir sampling so at most
 `--max-frames` frames are ever held.
 """
@@ -13,15 +14,15 @@ from __future__ import annotations
 import random
 
 import click
-import joblib
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .encoders import EncoderOptionError, encoder_from_options, encoder_options
 from .encoders.stream import encode
-from .io import (BadInput, Skipper, atomic_path, command, input_argument, log, pick_device, read_manifest,
-                 runtime_options, skip_bad_option, usage_errors)
+from .io import (BadInput, Skipper, atomic_path, command, input_argument, input_name, log, output_path_option,
+                 pick_device, read_manifest, runtime_options, skip_bad_option, usage_errors)
+from .kmeans_model import save_kmeans
 
 
 # ------------------------------------------------------------------ fitting
@@ -45,12 +46,14 @@ class Reservoir:
         self.seen += len(x)
 
     def sample(self) -> np.ndarray:
+        if self.rows is None:
+            return np.empty((0, 0), dtype=np.float32)
         return self.rows[:min(self.seen, self.size)]
 
 
-@command("Fit k-means (MiniBatchKMeans, saved with joblib like GSLM's km.bin) on encoder frames of a manifest.")
+@command("Fit k-means (MiniBatchKMeans; centres saved as .npz, no pickle) on encoder frames of a manifest.")
 @input_argument
-@click.option("-o", "--output", required=True, help="The k-means model file (joblib), e.g. km.bin.")
+@output_path_option("-o", "--output", required=True, help="The k-means file (.npz format, any name), e.g. km.bin.")
 @encoder_options
 @click.option("-k", "--clusters", default=100, show_default=True, help="Number of clusters K.")
 @click.option("--percent", default=100.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
@@ -83,13 +86,14 @@ def main(input, output, clusters, percent, max_frames, km_batch, max_iter, n_ini
             reservoir.add(feats.float().cpu().numpy())
     skipper.report("utterances")
     frames = reservoir.sample()
+    if not utterances or not len(frames):
+        raise BadInput("no frames to fit on (no utterances, or every one skipped)", input_name(input))
     if len(frames) < clusters:
-        raise BadInput(f"only {len(frames)} frames for {clusters} clusters", input)
+        raise BadInput(f"only {len(frames)} frames for {clusters} clusters", input_name(input))
     log(f"fitting K={clusters} on {len(frames)} of {reservoir.seen} frames ({encoder.name}, dim {encoder.dim})")
     model = MiniBatchKMeans(n_clusters=clusters, init="k-means++", max_iter=max_iter, batch_size=km_batch,
                             n_init=n_init, random_state=seed, compute_labels=False, max_no_improvement=100,
                             reassignment_ratio=0.0, tol=0.0).fit(frames)
     log(f"inertia per frame {-model.score(frames) / len(frames):.4g}")
-    model.speechprompt_encoder_ = encoder.spec()  # an extra attribute: still a plain MiniBatchKMeans
     with atomic_path(output) as tmp:
-        joblib.dump(model, tmp)
+        save_kmeans(tmp, model.cluster_centers_, encoder.spec())

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import audio
 from .datasets import ADAPTERS, SPLITS, Context, Item
-from .io import BadInput, Skipper, UniqueIds, Utterance, atomic_output, command, log, skip_bad_option
+from .io import BadInput, Skipper, UniqueIds, Utterance, atomic_output, command, log, output_path_option, skip_bad_option
 
 
 class Checker:
@@ -76,7 +76,7 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--out-dir", type=click.Path(path_type=Path), help="Write OUT_DIR/{train,valid,test}.tsv.")
 @click.option("--split", type=click.Choice(SPLITS), help="Write only this split, to -o.")
-@click.option("-o", "--output", default="-", show_default=True, help="Output of --split, - for stdout.")
+@output_path_option("-o", "--output", default="-", show_default=True, help="Output of --split, - for stdout.")
 @click.option("--test-dir", type=click.Path(path_type=Path), help="speech_commands: v0.01's separate test set.")
 @click.option("--path-column", default="path", show_default=True, help="table: the audio path column.")
 @click.option("--label-column", "label_columns", multiple=True, default=["label"], show_default=True,

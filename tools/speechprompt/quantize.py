@@ -29,7 +29,7 @@ def shard(items: list, index: int, count: int) -> list:
 @input_argument
 @output_option
 @click.option("--kmeans", "kmeans_path", required=True, type=click.Path(dir_okay=False),
-              help="k-means model (joblib, e.g. GSLM's km.bin or sp-kmeans output).")
+              help="k-means file: sp-kmeans output (.npz), or a joblib pickle such as GSLM's km.bin (read restricted).")
 @encoder_options
 @click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per batch, counting padding.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Utterances per batch (instead of --batch-seconds).")

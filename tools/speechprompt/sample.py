@@ -31,7 +31,7 @@ import sys
 import click
 import torch
 
-from .checkpoints import file_hash, load_checkpoint
+from .checkpoints import file_hash, json_identity, load_checkpoint
 from .io import (BadInput, Prediction, Skipper, atomic_output, command, log, output_option, pick_device,
                  runtime_options, skip_bad_option)
 from .precision import autocast
@@ -43,6 +43,10 @@ def load_prompt(path: str, device, base: str | None = None):
     from .prompting.plugin import build_prompt_lm
 
     ckpt = load_checkpoint(path)
+    if not {"prompt", "config", "labels", "base"} <= set(ckpt):
+        what = "a fairseq model checkpoint (a unit LM? give it to sp-train --base)" if "model" in ckpt else \
+            f"keys {sorted(map(str, ckpt))[:4]}"
+        raise BadInput(f"refused: not a prompt checkpoint from sp-train: {what}", path)
     base = base or ckpt["base"]["path"]
     if file_hash(base) != ckpt["base"]["sha256"]:
         raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", path)
@@ -140,14 +144,10 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tok
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base)
     dictionary = _dictionary(ckpt)
-    vb = None
-    if verbalizer:
-        from .verbalizer import load_verbalizer
-        vb = load_verbalizer(verbalizer)
-    to_label = (lambda tokens: vb.decode(tokens, default="<unk>")) if vb else " ".join
     candidates = ckpt["labels"]
     if not candidates:
         raise BadInput("the prompt checkpoint lists no train labels", prompt_path)
+    to_label = verbalizer_decoder(verbalizer, ckpt, candidates) if verbalizer else " ".join
     decoder = Decoder(model, dictionary, candidates)
     names = [to_label(c.split()) for c in candidates]
     try:
@@ -184,6 +184,31 @@ def main(data, prompt_path, split, verbalizer, base, output, batch_size, max_tok
     skipper.report("sentences")
     how = "one pass" if decoder.one_pass else f"candidate scoring on a KV cache, {decoder.extra_tokens} trie tokens"
     log(f"decoded {len(results)} sentences ({how}, {len(candidates)} candidates)")
+
+
+def verbalizer_decoder(path: str, ckpt: dict, candidates: list[str]):
+    """tokens -> label by the verbalizer at `path`, which must be the one the prompt was trained with.
+
+    A different map would turn truth and prediction alike into `<unk>` (or into
+    other labels) and score them as agreeing, so it is refused: by identity when
+    sp-train recorded one (`--verbalizer`), and always when a train label has no
+    value under it.
+    """
+    from .verbalizer import load_verbalizer
+
+    recorded = (ckpt.get("verbalizer") or {}).get("sha256")
+    if recorded and json_identity(path) != recorded:
+        raise BadInput(f"refused: not the verbalizer the prompt was trained with "
+                       f"({ckpt['verbalizer']['path']}; sha256 differs)", path)
+    try:
+        vb = load_verbalizer(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadInput(f"not a verbalizer: {error}", path) from None
+    unknown = sorted({word for c in candidates for word in vb.words(c.split())} - set(vb.inverse))
+    if unknown:
+        raise BadInput(f"refused: the prompt's train labels use tokens {unknown[:5]} this verbalizer maps to no "
+                       f"label (trained with another verbalizer?)", path)
+    return lambda tokens: vb.decode(tokens, default="<unk>")
 
 
 def check_length(units: int, label: int, positions: int, where: str) -> None:

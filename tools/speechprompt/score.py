@@ -10,7 +10,9 @@ and the confusion matrix. `better` says for each metric whether higher or lower
 is better; `headline` is the metric `--metric` names, with its value and
 direction (what Make's summary prints). The truth is each record's `label`, or
 with `--reference` the label of a units table joined by id: a reference id
-without a prediction counts as wrong (`missing`).
+without a prediction (or with a null one) counts as wrong (`missing`). A
+prediction is never correct when either side is unknown (`<unk>` in a slot, as
+a verbalizer writes for a token of no class).
 """
 import json
 
@@ -18,7 +20,7 @@ import click
 import numpy as np
 
 from .io import (BadInput, Skipper, atomic_output, atomic_path, command, input_argument, log, output_option,
-                 read_predictions, read_units, skip_bad_option)
+                 output_path_option, read_predictions, read_units, skip_bad_option)
 
 
 def eer(truth: list[bool], scores: list[float]) -> float:
@@ -37,19 +39,33 @@ NEEDS = {"f1": "a positive label (--positive, or two classes)",
          "eer": "two classes, a positive label and per-label scores for every record"}
 
 
+MISSING = "<missing>"
+UNKNOWN = ("<unk>", MISSING)
+
+
+def agree(truth: str | None, prediction: str | None) -> bool:
+    """Correct: equal, and neither side is unknown (`<unk>` in any slot, missing); two unknowns never agree."""
+    if truth is None or prediction is None:
+        return False
+    return truth == prediction and not any(u in truth.split() for u in UNKNOWN)
+
+
 def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None = None) -> dict:
     """`pairs`: (truth, prediction or None); `scores`: per record {label: score}, for EER;
     `positive`: the label whose F1 (and, with two classes, EER) is reported."""
     from sklearn.metrics import f1_score
 
     truth = [t for t, _ in pairs]
-    pred = [p if p is not None else "<missing>" for _, p in pairs]
+    pred = [p if p is not None else MISSING for _, p in pairs]
     labels = sorted(set(truth))
-    result = {"n": len(pairs), "accuracy": float(np.mean([t == p for t, p in zip(truth, pred)])) if pairs else 0.0,
-              "macro_f1": float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)) if pairs else 0.0}
+    right = [agree(t, p) for t, p in zip(truth, pred)]
+    # f1_score counts a class's hits by equality, so an unknown prediction is renamed to stay wrong
+    f1_pred = [p if ok or p != t else f"{p} (unknown)" for t, p, ok in zip(truth, pred, right)]
+    result = {"n": len(pairs), "accuracy": float(np.mean(right)) if pairs else 0.0,
+              "macro_f1": float(f1_score(truth, f1_pred, labels=labels, average="macro", zero_division=0)) if pairs else 0.0}
     slots = max((len(t.split()) for t in truth), default=1)
     if slots > 1:
-        result["slot_accuracy"] = [float(np.mean([(t.split() + [None] * slots)[s] == (p.split() + [None] * slots)[s]
+        result["slot_accuracy"] = [float(np.mean([agree((t.split() + [None] * slots)[s], (p.split() + [None] * slots)[s])
                                                   for t, p in zip(truth, pred)])) for s in range(slots)]
     if positive is not None and pairs:
         result["positive"] = positive
@@ -66,23 +82,28 @@ def metrics(pairs: list[tuple], scores: list | None = None, positive: str | None
     return result
 
 
+LABELLED_CLASSES = 60  # above this many classes, names and counts no longer fit in a readable picture
+
+
 def plot_confusion(confusion: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     counts = np.array(confusion["counts"])
-    size = 2 + 0.45 * max(counts.shape)
+    labelled = max(counts.shape) <= LABELLED_CLASSES
+    size = 2 + 0.45 * max(counts.shape) if labelled else 12  # SID's 1,251 labels: a heat map, no names
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(counts.shape[1]), confusion["prediction"], rotation=90)
-    ax.set_yticks(range(counts.shape[0]), confusion["truth"])
+    ax.imshow(counts, cmap="Blues", interpolation="nearest")
+    if labelled:
+        ax.set_xticks(range(counts.shape[1]), confusion["prediction"], rotation=90)
+        ax.set_yticks(range(counts.shape[0]), confusion["truth"])
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                        color="white" if n > counts.max() / 2 else "black")
     ax.set_xlabel("prediction")
     ax.set_ylabel("truth")
-    for (i, j), n in np.ndenumerate(counts):
-        if n:
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
-                    color="white" if n > counts.max() / 2 else "black")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -92,7 +113,7 @@ def plot_confusion(confusion: dict, path: str) -> None:
 @command("Score predictions JSONL: accuracy (exact match), per-slot accuracy, macro-F1, EER; write metrics JSON.")
 @input_argument
 @output_option
-@click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix to this PNG.")
+@output_path_option("--confusion", help="Also draw the confusion matrix to this PNG.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Units table (TSV or GSLM) with the true labels, joined by id.")
 @click.option("--positive", help="The positive label: its F1 (`f1`), and EER in a two-class task "
@@ -121,7 +142,7 @@ def main(input, output, confusion, reference, positive, headline, skip_bad):
     if headline not in result:
         raise BadInput(f"--metric {headline} needs {NEEDS[headline]}", reference or input)
     result["headline"] = {"metric": headline, "value": result[headline], "better": BETTER[headline]}
-    result["missing"] = sum(uid not in records for uid in ids)
+    result["missing"] = sum(uid not in records or records[uid].prediction is None for uid in ids)
     result["unscored"] = sum(uid not in truth for uid in records)
     with atomic_output(output) as out:
         json.dump(result, out, indent=1)

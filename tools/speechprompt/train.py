@@ -6,8 +6,11 @@ Runs fairseq training in this process with the plugin in `speechprompt.prompting
 (task `speech_prompt`, model `prompt_lm`, criterion `label_ce`); fairseq's
 checkpoints go to `--work-dir`. The output checkpoint holds only the trained
 tensors (the prompts; everything with `--finetune`), the base's path and
-sha256, the hyper-parameters and the candidate labels seen in train.
+sha256, the hyper-parameters, the candidate labels seen in train and, with
+`--verbalizer`, the identity of the verbalizer the labels were mapped with
+(sp-sample refuses to decode with another).
 """
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,9 +21,9 @@ import sys
 import click
 import torch
 
-from .checkpoints import fairseq_globals, file_hash, lm_positions, load_checkpoint
 from . import distributed
-from .io import BadInput, atomic_output, atomic_path, command, log, pick_device, runtime_options
+from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint
+from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
 
@@ -96,7 +99,10 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM (fairseq checkpoint).")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
-@click.option("-o", "--output", required=True, help="The prompt checkpoint to write.")
+@output_path_option("-o", "--output", required=True, help="The prompt checkpoint to write.")
+@click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False),
+              help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
+                   "refuses another.")
 @click.option("--work-dir", help="fairseq's checkpoints and logs, emptied first [default: OUTPUT.work/, removed after].")
 @click.option("--prompt-length", default=5, show_default=True, help="Vectors per prompt (input prefix, and per layer).")
 @click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
@@ -132,9 +138,9 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @runtime_options(precision=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' instead of failing.")
-def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_prompt, separator, linear_verbalizer,
-         num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, update_freq, max_epoch,
-         max_update, max_time, patience, valid_every, device, threads, precision, seed, skip_bad):
+def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, deep, input_prompt, separator,
+         linear_verbalizer, num_classes, finetune, lr, lr_schedule, warmup_updates, batch_size, max_tokens, update_freq,
+         max_epoch, max_update, max_time, patience, valid_every, device, threads, precision, seed, skip_bad):
     from fairseq import distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
@@ -164,54 +170,51 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
     config = PromptConfig(prompt_length, deep, input_prompt, separator, num_classes if linear_verbalizer else 0, finetune)
-    keep_work_dir = bool(work_dir)
-    work_dir = work_dir or output + ".work"
-    # fairseq resumes from <work-dir>/checkpoint_last.pt: a stale one (other settings, an
-    # earlier run) would be picked up silently, so every run starts from a fresh directory (rank 0 empties
-    # it before it joins the other processes, which read it only once all have joined)
-    if here.main:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
-            *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
-            "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
-            "--max-epoch", str(max_epoch), "--max-update", str(max_update),
-            "--patience", "-1", "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
-            "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
-            "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
-            "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every),
-            "--save-interval-updates", str(valid_every),  # else a mid-epoch best is validated but never saved
-            "--stop-time-hours", str(max_time / 3600)]
-    if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
-        total = max_update or -(-n_train // (batch_size * here.size * update_freq)) * max_epoch
-        argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
-                 "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
-    argv += ["--base-dict", base_dict] if base_dict else []
-    argv += ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
-    argv += ["--cpu"] * (device.type == "cpu") + distributed.fairseq_argv(device, here, update_freq)
-    argv += amp_argv(precision)
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    if here.main:
-        log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
-    with fairseq_globals(), fairseq_autocast(precision), stopping(stop, max_update) as record:
-        try:
-            distributed_utils.call_main(cfg, fairseq_train.main)
-        except ValueError as error:  # a bad sentence in a split (see --skip-bad)
-            raise BadInput(str(error), data) from None
-        finally:
-            distributed.leave()
-    if not here.main:  # rank 0 writes the prompt checkpoint
-        return
-    log(record.message())
-    best = os.path.join(work_dir, "checkpoint_best.pt")
-    if not os.path.exists(best):
-        raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
-    state = load_checkpoint(best)
+    verbalizer_record = {"path": os.path.abspath(verbalizer), "sha256": json_identity(verbalizer)} if verbalizer else None
+    # under torchrun rank 0 owns the scratch directory: it empties it before it joins the other processes
+    with scratch_dir(work_dir or output + ".work", keep=bool(work_dir), owner=here.main) as work_dir:
+        argv = [data, "--task", "speech_prompt", "--base", base, "--arch", "prompt_lm", "--criterion", "label_ce",
+                *prompt_flags(config), "--optimizer", "adam", "--lr", str(lr),
+                "--batch-size", str(batch_size), "--max-tokens", str(max_tokens),
+                "--max-epoch", str(max_epoch), "--max-update", str(max_update),
+                "--patience", "-1", "--seed", str(seed), "--save-dir", work_dir, "--no-epoch-checkpoints",
+                "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--num-workers", "0",
+                "--required-batch-size-multiple", "1", "--log-format", "simple", "--log-interval", "50",
+                "--no-save-optimizer-state", "--validate-interval-updates", str(valid_every),
+                "--save-interval-updates", str(valid_every),  # else a mid-epoch best is validated but never saved
+                "--stop-time-hours", str(max_time / 3600)]
+        if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
+            total = max_update or -(-n_train // (batch_size * here.size * update_freq)) * max_epoch
+            argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
+                     "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
+        argv += ["--base-dict", base_dict] if base_dict else []
+        argv += ["--skip-bad", "--skip-invalid-size-inputs-valid-test"] * skip_bad
+        argv += ["--cpu"] * (device.type == "cpu") + distributed.fairseq_argv(device, here, update_freq)
+        argv += amp_argv(precision)
+        cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+        if here.main:
+            log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
+        with fairseq_globals(), fairseq_autocast(precision), stopping(stop, max_update) as record:
+            try:
+                distributed_utils.call_main(cfg, fairseq_train.main)
+            except ValueError as error:  # a bad sentence in a split (see --skip-bad)
+                raise BadInput(str(error), data) from None
+            finally:
+                distributed.leave()
+        if not here.main:  # rank 0 writes the prompt checkpoint
+            return
+        log(record.message())
+        best = os.path.join(work_dir, "checkpoint_best.pt")
+        if not os.path.exists(best):
+            raise BadInput("fairseq wrote no checkpoint_best.pt", work_dir)
+        state = load_checkpoint(best)
     base_dict = os.path.abspath(base_dict) if base_dict else None
     stop_state = dataclasses.asdict(record)
     checkpoint = {"prompt": state["model"], "config": dataclasses.asdict(config), "labels": labels,
                   "training": dict(lr=lr, lr_schedule=lr_schedule, batch_size=batch_size, processes=here.size,
                                    update_freq=update_freq, seed=seed),
                   "base": {"path": os.path.abspath(base), "sha256": file_hash(base), "dict": base_dict},
+                  "verbalizer": verbalizer_record,
                   "best": state.get("extra_state", {}).get("best"), "stop": stop_state}
     trained = sum(t.numel() for t in state["model"].values())
     summary = {"best_valid_accuracy": record.best_valid_accuracy, "trainable": trained, "lr": lr,
@@ -221,6 +224,21 @@ def main(data, base, base_dict, output, work_dir, prompt_length, deep, input_pro
         f.write("\n")
     with atomic_path(output) as tmp:
         torch.save(checkpoint, tmp)
-    if not keep_work_dir:
-        shutil.rmtree(work_dir)
     log(f"wrote {output} ({trained:,} trained values; best valid accuracy {checkpoint['best']})")
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str, keep: bool, owner: bool = True):
+    """fairseq's save dir, emptied first; unless `keep`, removed afterwards, also after a failure. Only its
+    `owner` (rank 0 under torchrun) empties and removes it.
+
+    fairseq resumes from <dir>/checkpoint_last.pt: a stale one (other settings, an earlier run) would
+    be picked up silently, so every run starts from a fresh directory.
+    """
+    if owner:
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        if owner and not keep:
+            shutil.rmtree(path, ignore_errors=True)

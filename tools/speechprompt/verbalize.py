@@ -11,11 +11,12 @@ import sys
 
 import click
 
-from .io import SEP, Skipper, atomic_output, input_argument, log, output_option, read_lm, skip_bad_option
+from .io import (SEP, Group, Skipper, atomic_output, input_argument, log, output_option, output_path_option, read_lm,
+                 skip_bad_option)
 from .verbalizer import METHODS, apply, fit, load_verbalizer, read_dict_symbols
 
 
-@click.group(help="Map labels to uLM tokens: fit a verbalizer on train LM data, apply it, invert it.",
+@click.group(cls=Group, help="Map labels to uLM tokens: fit a verbalizer on train LM data, apply it, invert it.",
              context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     pass
@@ -23,7 +24,7 @@ def main():
 
 @main.command("fit", help="Fit a verbalizer on train LM data (`id<TAB>units <s> label`); write its JSON.")
 @input_argument
-@click.option("-o", "--output", default="-", show_default=True, help="Verbalizer JSON, - for stdout.")
+@output_path_option("-o", "--output", default="-", show_default=True, help="Verbalizer JSON, - for stdout.")
 @click.option("--method", type=click.Choice(METHODS), default="freq", show_default=True,
               help="freq: i-th most frequent value -> i-th most frequent train unit; random: seeded; "
                    "identity: the value itself; spelled: the class index in base V over the unit tokens "

@@ -21,12 +21,11 @@ def load_hubert(path: str):
     numpy scalars): a checkpoint holding any other class is refused.
     """
     import logging
-    import pickle
     import warnings
 
     from fairseq import checkpoint_utils
 
-    from ..checkpoints import fairseq_globals
+    from ..checkpoints import fairseq_globals, refusing
 
     def load(overrides=None):
         with fairseq_globals(), warnings.catch_warnings():
@@ -34,21 +33,16 @@ def load_hubert(path: str):
             return checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
 
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # its INFO lines print the whole config
-    try:
+    with refusing(path):  # any failure: one line `PATH: refused: ...` (or `no such file`)
         try:
             models, _cfg, task = load()
         except FileNotFoundError as error:
             if not str(error.filename).endswith(".txt"):
                 raise
             models, task = _without_label_dicts(path, load)
-    except OSError as error:  # fairseq raises IOError("Model file not found") for a missing path
-        raise BadInput(f"cannot read checkpoint: {error}", path) from None
-    except pickle.UnpicklingError as error:
-        detail = next((ln.strip() for ln in str(error).splitlines() if "GLOBAL" in ln), str(error).splitlines()[0])
-        raise BadInput(f"checkpoint refused by the weights-only allowlist: {detail}", path) from None
     model = models[0]
     if not hasattr(model, "extract_features") or not hasattr(model, "feature_extractor"):
-        raise BadInput(f"not a HuBERT checkpoint (model {type(model).__name__})", path)
+        raise BadInput(f"refused: not a HuBERT checkpoint (model {type(model).__name__})", path)
     return model.eval(), task.cfg
 
 

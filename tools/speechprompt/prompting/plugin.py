@@ -29,6 +29,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.tasks import FairseqTask, register_task
 
 from speechprompt.checkpoints import lm_positions, load_lm
+from speechprompt.io import log
 from speechprompt.prompting.model import PromptConfig, PromptLM
 
 
@@ -174,6 +175,8 @@ class SpeechPromptTask(FairseqTask):
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         sentences, _ids = read_split(self.cfg.data, split, self.dictionary)
         self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split, self.classes)
+        if self.cfg.skip_bad:
+            log(f"{split}: skipped {self.datasets[split].skipped} bad sentences (no 'units <s> label')")
 
     @property
     def source_dictionary(self):
