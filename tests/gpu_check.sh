@@ -20,7 +20,7 @@
 #   ULM_SIZE         the uLM's size (sp-pretrain --size)            [big: 12 x 1024, GSLM's]
 #   CHECK_ON_CPU=1   without a GPU, still run the prompt item, on the CPU in fp32 (a dry run of the chain;
 #                    use with ULM_SIZE=tiny and few updates)
-#   OUT              when set, logs and outputs are copied to $OUT/gpu-check/
+#   OUT              when set, the logs are packed into $OUT/gpu-check-logs.tgz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,8 +37,9 @@ left() { echo $(( BUDGET - (SECONDS - START) )); }
 # limit SECONDS: the item's own limit, or what is left of the budget if that is less (at least 5 s)
 limit() { local l; l=$(left); (( l > $1 )) && l=$1; (( l < 5 )) && l=5; echo "$l"; }
 finish() {
-    if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/gpu-check" && cp -r "$LOGS"/. "$OUT/gpu-check/"; fi
-    say "total: $(( SECONDS - START )) s (logs: ${OUT:+$OUT/gpu-check, }$LOGS)"
+    # one archive: a lent machine hands back only a few files from $OUT
+    if [ -n "${OUT:-}" ]; then tar -czf "$OUT/gpu-check-logs.tgz" -C "$LOGS" .; fi
+    say "total: $(( SECONDS - START )) s (logs: ${OUT:+$OUT/gpu-check-logs.tgz, }$LOGS)"
 }
 trap finish EXIT
 
@@ -102,7 +103,7 @@ if [ "$CUDA" != 1 ] && [ -n "${CHECK_ON_CPU:-}" ]; then DEVICE=cpu PRECISION=fp3
 # ------------------------------------------------------------ tests marked cuda
 t=$SECONDS
 if [ "$CUDA" = 1 ]; then
-    timeout "$(limit 150)" "$PYTHON" -m pytest -q -rfE --durations=5 -o faulthandler_timeout=120 -p no:cacheprovider -m cuda tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+    timeout "$(limit 240)" "$PYTHON" -m pytest -v -rfE --durations=5 -o faulthandler_timeout=200 -p no:cacheprovider -m cuda tests/test_cuda.py > "$LOGS/tests.log" 2>&1
     rc=$?
     say "tests: $([ $rc = 0 ] && echo ok || echo "FAIL (rc $rc)"), $(grep -E '[0-9]+ (passed|failed|error|skipped)' "$LOGS/tests.log" | tail -1) ($(( SECONDS - t )) s)"
 else
@@ -150,7 +151,7 @@ else
     step pretrain 120 "sp-pretrain $E/ulm-bin --save-dir $E/ulm --size ${ULM_SIZE:-big} --max-update $P --max-epoch 100 \
         --patience -1 --max-tokens 16384 --warmup-updates 100 --lr 5e-4 --device $DEVICE --precision $PRECISION --log-interval 50" &&
     step train 120 "sp-train $E/bin --base $E/ulm/checkpoint_best.pt -o $E/prompt.pt --max-update $N --max-epoch 100 \
-        --batch-size 32 --lr 0.03 --patience 100 --valid-every 500 --seed 1 --device $DEVICE --precision $PRECISION" &&
+        --batch-size 32 --patience 100 --valid-every 500 --seed 1 --device $DEVICE --precision $PRECISION" &&
     step sample 45 "sp-sample $E/bin --split test --prompt $E/prompt.pt --verbalizer $E/verbalizer.json \
         --device $DEVICE --precision $PRECISION -o $E/predictions.jsonl" &&
     step score 20 "sp-score $E/predictions.jsonl -o $E/metrics.json" &&
