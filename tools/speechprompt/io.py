@@ -43,7 +43,7 @@ class BadInput(click.ClickException):
 
     def __init__(self, message: str, where: str | None = None):
         super().__init__(one_line(f"{where}: {message}" if where else message))
-        self.prog = _prog()  # while the tool's context is still current
+        self.prog = _tool()  # while the tool's context is still current
 
     def show(self, file=None):
         click.echo(f"{self.prog}: error: {self.format_message()}", err=True)
@@ -60,7 +60,7 @@ class UsageProblem(click.UsageError):
     """A bad option value, reported as one line like BadInput, with click's usage exit status 2."""
 
     def show(self, file=None):
-        click.echo(f"{_prog()}: error: {self.format_message()}", err=True)
+        click.echo(f"{_tool()}: error: {self.format_message()}", err=True)
 
 
 @contextlib.contextmanager
@@ -73,8 +73,15 @@ def usage_errors(*errors: type[Exception]) -> Iterator[None]:
 
 
 def _prog() -> str:
+    """The command as logs name it: `sp-x`, or `sp-x sub` for a tool with subcommands."""
     ctx = click.get_current_context(silent=True)
     return ctx.command_path if ctx and ctx.command_path else os.path.basename(sys.argv[0])
+
+
+def _tool() -> str:
+    """The tool as errors name it, `sp-x: error: ...`, subcommand or not."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().info_name if ctx and ctx.find_root().info_name else os.path.basename(sys.argv[0])
 
 
 def log(message: str) -> None:
@@ -459,8 +466,11 @@ class _OneLineErrors:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except UsageProblem as error:  # already one self-contained line
+            error.show()
+            sys.exit(error.exit_code)
         except click.UsageError as error:
-            prog = error.ctx.command_path if error.ctx else prog_name or os.path.basename(sys.argv[0])
+            prog = error.ctx.find_root().info_name if error.ctx else prog_name or os.path.basename(sys.argv[0])
             click.echo(f"{prog}: error: {one_line(error.format_message())} (see {prog} --help)", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
