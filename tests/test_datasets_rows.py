@@ -20,10 +20,19 @@ from conftest import sp
 SPLITS = ("train", "valid", "test")
 
 
-def write_audio(path, seconds=0.1, rate=16000, channels=1, seed=0):
-    """Noise in the format the suffix says (WAV int16, FLAC, Ogg Vorbis)."""
+def write_audio(path, seconds=0.1, rate=16000, channels=1, seed=0, pitch=None):
+    """Noise in the format the suffix says (WAV int16, FLAC, Ogg Vorbis); with `pitch` (Hz), a tone
+    over its middle half as well, so that a class can be told by its pitch (per-utterance CMVN would
+    flatten a tone that lasts the whole clip)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    wave = 0.1 * np.random.default_rng(seed).standard_normal((int(round(seconds * rate)), channels))
+    rng = np.random.default_rng(seed)
+    length = int(round(seconds * rate))
+    wave = 0.1 * rng.standard_normal((length, channels))
+    if pitch:
+        wave *= 0.2
+        middle = slice(length // 4, 3 * length // 4)
+        t = np.arange(middle.stop - middle.start) / rate
+        wave[middle] += 0.5 * np.sin(2 * np.pi * pitch * t + rng.uniform(0, 2 * np.pi))[:, None]
     sf.write(path, wave, rate, subtype="PCM_16" if path.suffix == ".wav" else None)
     return path
 
@@ -68,12 +77,21 @@ def assert_one_error(result, *fragments):
 
 
 # ------------------------------------------------------------------- GRABO
-def test_grabo_first_two_train_next_four_valid_rest_test(tmp_path):
-    root = tmp_path / "grabo"
-    for s, speaker in enumerate(["pp2", "pp10"]):
-        for command in ["recording1", "recording2", "recording36"]:
+GRABO_COMMANDS = ["recording1", "recording2", "recording36"]
+
+
+def grabo(root, speakers=("pp2", "pp10"), commands=GRABO_COMMANDS, seconds=0.1, pitches=None):
+    """Seven takes of each command by each speaker; `pitches` maps a command to its tone (Hz)."""
+    for s, speaker in enumerate(speakers):
+        for command in commands:
             for k in [3, 1, 7, 5, 2, 6, 4]:  # written out of order: the split follows the sorted names
-                write_audio(root / "speakers" / speaker / "spchdatadir" / command / f"utt{k}.wav", seed=k + s)
+                write_audio(root / "speakers" / speaker / "spchdatadir" / command / f"utt{k}.wav",
+                            seconds=seconds, seed=k + s, pitch=(pitches or {}).get(command))
+    return root
+
+
+def test_grabo_first_two_train_next_four_valid_rest_test(tmp_path):
+    root = grabo(tmp_path / "grabo")
     out = tmp_path / "m"
     manifest("grabo", root, out)
     got = rows(out)
@@ -219,22 +237,27 @@ def test_voxforge_speaker_disjoint_split_per_language(tmp_path):
 
 
 # --------------------------------------------------------------------- FSD
-def asvspoof(root):
+ASVSPOOF_LINES = {"train.trn": [("LA_0079", "LA_T_1138215", "-", "-", "bonafide"),
+                                 ("LA_0079", "LA_T_1271820", "-", "A01", "spoof"),
+                                 ("LA_0080", "LA_T_1272637", "-", "A06", "spoof")],
+                   "dev.trl": [("LA_0069", "LA_D_1047731", "-", "-", "bonafide"),
+                               ("LA_0070", "LA_D_1105538", "-", "A05", "spoof")],
+                   "eval.trl": [("LA_0039", "LA_E_2834763", "-", "A11", "spoof"),
+                                ("LA_0014", "LA_E_8877452", "-", "-", "bonafide")]}
+
+
+def asvspoof(root, lines=ASVSPOOF_LINES, seconds=0.1, pitches=None):
+    """The LA folder: headerless protocols of `lines` (protocol suffix -> records), FLAC audio;
+    `pitches` maps a key (bonafide, spoof) to its tone (Hz)."""
     la = root / "LA"
-    lines = {"train.trn": [("LA_0079", "LA_T_1138215", "-", "-", "bonafide"),
-                           ("LA_0079", "LA_T_1271820", "-", "A01", "spoof"),
-                           ("LA_0080", "LA_T_1272637", "-", "A06", "spoof")],
-             "dev.trl": [("LA_0069", "LA_D_1047731", "-", "-", "bonafide"),
-                         ("LA_0070", "LA_D_1105538", "-", "A05", "spoof")],
-             "eval.trl": [("LA_0039", "LA_E_2834763", "-", "A11", "spoof"),
-                          ("LA_0014", "LA_E_8877452", "-", "-", "bonafide")]}
     for suffix, records in lines.items():
         part = {"train.trn": "train", "dev.trl": "dev", "eval.trl": "eval"}[suffix]
         protocol = la / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{suffix}.txt"
         protocol.parent.mkdir(parents=True, exist_ok=True)
         protocol.write_text("".join(" ".join(record) + "\n" for record in records))
         for k, record in enumerate(records):
-            write_audio(la / f"ASVspoof2019_LA_{part}" / "flac" / f"{record[1]}.flac", seed=k)
+            write_audio(la / f"ASVspoof2019_LA_{part}" / "flac" / f"{record[1]}.flac", seconds=seconds, seed=k,
+                        pitch=(pitches or {}).get(record[4]))
     return la
 
 
@@ -351,20 +374,23 @@ def test_accentdb_seeded_split_per_accent_mono_stereo_rates(tmp_path):
 
 
 # ---------------------------------------------------------------------- SD
-def mustard(root, count=20, protocol=2):
+def mustard(root, count=20, protocol=2, test_size=4, seconds=0.1, pitches=None):
+    """MUStARD's JSON, five folds of `test_size` test indices each, 48 kHz stereo WAVs;
+    `pitches` maps the sarcasm value (True, False) to a tone (Hz)."""
     data = {}
     for k in range(count):
         uid = f"{k // 5 + 1}_{k * 7}"
         data[uid] = {"utterance": f"line {k}", "speaker": "CHANDLER", "context": ["a", "b"],
                      "context_speakers": ["ROSS", "JOEY"], "show": "FRIENDS", "sarcasm": k % 3 == 0}
-        write_audio(root / "utterances_final_wav" / f"{uid}.wav", rate=48000, channels=2, seed=k)
+        write_audio(root / "utterances_final_wav" / f"{uid}.wav", seconds=seconds, rate=48000, channels=2, seed=k,
+                    pitch=(pitches or {}).get(k % 3 == 0))
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "data" / "sarcasm_data.json").write_text(json.dumps(data, indent=4))
     rng = np.random.default_rng(0)
     folds = []
     for _ in range(5):
         order = rng.permutation(count)
-        folds.append((np.sort(order[4:]), np.sort(order[:4])))
+        folds.append((np.sort(order[test_size:]), np.sort(order[:test_size])))
     (root / "data" / "split_indices.p").write_bytes(pickle.dumps(folds, protocol=protocol))
     return list(data.items()), folds
 
