@@ -86,6 +86,15 @@ def refusing(path: str):
                        f"{': ' + text[0] if text else ''})", path) from None
 
 
+def require_lm(state, path: str) -> None:
+    """Refuse, in one line, a loaded checkpoint that is not a fairseq LM's (a prompt checkpoint, say)."""
+    if not isinstance(state, dict):
+        raise BadInput(f"refused: not a checkpoint (a pickled {type(state).__name__}, not a dict)", path)
+    if not isinstance(state.get("model"), dict) or (state.get("cfg") is None and state.get("args") is None):
+        what = "a prompt checkpoint from sp-train" if "prompt" in state else "no fairseq model checkpoint"
+        raise BadInput(f"refused: {what}, not a unit LM (no 'model' and 'cfg')", path)
+
+
 def lm_positions(path: str) -> int:
     """The positions a fairseq LM checkpoint was built for: what `model.max_positions()` returns for it.
 
@@ -97,8 +106,7 @@ def lm_positions(path: str) -> int:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
             state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise BadInput(f"refused: not a checkpoint (a pickled {type(state).__name__}, not a dict)", path)
+    require_lm(state, path)
     cfg, args = state.get("cfg") or {}, state.get("args")
     sources = [cfg.get("model"), cfg.get("task"), args]
     for key in ("max_target_positions", "tokens_per_sample"):
@@ -148,9 +156,7 @@ def load_lm(path: str, dict_path: str | None = None, device: str | torch.device 
     if not os.path.exists(dict_path):
         raise BadInput(f"the unit LM's dict.txt is missing ({dict_path}; give its path)", path)
     state = load_checkpoint(path)  # refused here, with one line, before fairseq sees it
-    if not isinstance(state.get("model"), dict) or (state.get("cfg") is None and state.get("args") is None):
-        what = "a prompt checkpoint from sp-train" if "prompt" in state else "no fairseq model checkpoint"
-        raise BadInput(f"refused: {what}, not a unit LM (no 'model' and 'cfg')", path)
+    require_lm(state, path)
     del state
     with tempfile.TemporaryDirectory() as data_dir:  # fairseq wants `<data>/dict.txt`
         shutil.copy(dict_path, os.path.join(data_dir, "dict.txt"))

@@ -22,7 +22,7 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint
+from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint, refusing
 from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
@@ -161,7 +161,8 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
     labels, n_train = read_data(data, base, base_dict, skip_bad)
-    layers, embed_dim = read_ulm_shape(base)
+    with refusing(base):
+        layers, embed_dim = read_ulm_shape(base)
     if lr == "auto":
         lr = auto_lr(embed_dim)
         log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")
