@@ -65,7 +65,8 @@ def test_prompt_tuning_on_two_processes_writes_the_one_process_checkpoint_format
     assert "8 sentences at most per process x 2 processes x update-freq 1 = 16 sentences at most per update" in two.stderr
     assert "8 sentences at most per process x 1 process x update-freq 2 = 16" in one.stderr
     assert two.stderr.count("wrote ") == 1
-    assert sorted(os.listdir(tmp_path)) == ["bin", "lm", "one.pt", "two.pt"]  # work dirs gone, no stray files
+    # work dirs gone, no stray files: each prompt and its summary (prompt.json), written by rank 0 alone
+    assert sorted(os.listdir(tmp_path)) == ["bin", "lm", "one.json", "one.pt", "two.json", "two.pt"]
     a, b = load_checkpoint(str(tmp_path / "one.pt")), load_checkpoint(str(tmp_path / "two.pt"))
     assert set(a) == set(b) and a["config"] == b["config"] and set(a["training"]) == set(b["training"])
     assert {k: v for k, v in a["training"].items() if k not in ("processes", "update_freq")} \

@@ -98,7 +98,8 @@ def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_f
     assert set(ckpt["prompt"]) == {"input_prompt", "deep_prompt", "separator"}
     assert ckpt["base"]["sha256"] == toy.hash_before and ckpt["base"]["path"].endswith("lm.pt")
     assert ckpt["config"] == dataclasses.asdict(PromptConfig(prompt_length=5, deep=True))  # the one config, as it is
-    assert ckpt["training"] == {"lr": 2e-2, "lr_schedule": "fixed", "batch_size": 16, "seed": 3}
+    assert ckpt["training"] == {"lr": 2e-2, "lr_schedule": "fixed", "batch_size": 16, "processes": 1, "update_freq": 1,
+                                "seed": 3}
     assert sorted(ckpt["labels"]) == ["1", "2", "3"]  # the verbalized train labels: decoding candidates
     trained = ckpt["prompt"]["separator"]
     base, _ = load_lm(toy.lm)

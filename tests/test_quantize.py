@@ -340,7 +340,7 @@ def test_old_kmeans_pickle_whose_class_is_gone_loads_through_the_restricted_unpi
         kmeans_model.load_centroids(str(bad))
     other = tmp_path / "other.bin"
     joblib.dump({"cluster_centers_": np.zeros((2, 3)), "extra": fractions.Fraction(1, 3)}, other)
-    with pytest.raises(click.ClickException, match="refused: global fractions.Fraction is not allowed"):
+    with pytest.raises(BadInput, match="refused: global fractions.Fraction is not allowed"):
         kmeans_model.load_centroids(str(other))
 
 

@@ -2,7 +2,7 @@
 import json
 
 from conftest import sp
-from test_make import fake_intent_units, make
+from test_make import fake_intent_units, make, relative, tree  # noqa: F401  (tree: a fixture)
 
 
 def fake_cell(directory, valid, test, trainable, reason="patience"):
@@ -40,8 +40,8 @@ def test_a_cell_that_has_not_run_is_one_error_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"sp-sweep: error: {cell / 'metrics.json'}: missing (has the cell run?)"]
 
 
-def test_sweep_dry_run_shares_the_stages_before_prompt_tuning(tmp_path):
-    out = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=LR=3e-2,1e-2 PROMPT_LEN=5,10").stdout
+def test_sweep_dry_run_shares_the_stages_before_prompt_tuning(tree, tmp_path):
+    out = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=LR=3e-2,1e-2 PROMPT_LEN=5,10").stdout)
     assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(".venv/bin/sp-binarize ") == 2  # data, uLM
     trains = [line for line in out.splitlines() if line.startswith(".venv/bin/sp-train ")]
     assert len(trains) == 4
@@ -50,17 +50,16 @@ def test_sweep_dry_run_shares_the_stages_before_prompt_tuning(tmp_path):
         assert any(line.startswith(f".venv/bin/sp-train {cell}/data-bin --base {tmp_path}/exp/ulm/checkpoint_best.pt ")
                    and f" --prompt-length {length} " in line and f" --lr {lr} " in line for line in trains)
     assert out.splitlines()[-1].startswith(".venv/bin/sp-sweep ") and out.splitlines()[-1].endswith("/exp/sweep.tsv")
-    refused = make("-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=K=50,100", check=False)
+    refused = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=K=50,100", check=False)
     assert refused.returncode != 0 and "K cannot vary per cell" in refused.stderr
 
 
-def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tmp_path):
+def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tree, tmp_path):
     units = tmp_path / "units"
-    units.mkdir()
     fake_intent_units(units)
     args = ["TASK=IC", f"UNITS={units}", f"EXP={tmp_path}/exp", "ULM_SIZE=tiny", "ULM_EPOCHS=1", "EPOCHS=2",
             "sweep", "SWEEP=LR=3e-2,1e-3 PROMPT_LEN=2,4"]
-    out = make(*args).stdout
+    out = relative(make(tree, *args).stdout)
     assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(".venv/bin/sp-train ") == 4
     rows = read_table(tmp_path / "exp" / "sweep.tsv")
     assert [r["cell"] for r in rows] == ["LR=3e-2,PROMPT_LEN=2", "LR=3e-2,PROMPT_LEN=4", "LR=1e-3,PROMPT_LEN=2",
@@ -76,5 +75,5 @@ def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tmp_path):
         valid = json.loads((cell / "valid" / "metrics.json").read_text())
         assert valid["n"] == 40 and float(row["valid_accuracy"]) == round(valid["accuracy"], 4)
         assert not (cell / "ulm").exists() and not (cell / "units").exists()
-    assert make("-q", *args, check=False).returncode == 0
-    assert "Nothing to be done for 'sweep'" in make(*args).stdout
+    assert make(tree, "-q", *args, check=False).returncode == 0
+    assert "Nothing to be done for 'sweep'" in make(tree, *args).stdout
