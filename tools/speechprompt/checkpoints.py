@@ -95,18 +95,25 @@ def require_lm(state, path: str) -> None:
         raise BadInput(f"refused: {what}, not a unit LM (no 'model' and 'cfg')", path)
 
 
-def lm_positions(path: str) -> int:
-    """The positions a fairseq LM checkpoint was built for: what `model.max_positions()` returns for it.
-
-    fairseq's transformer_lm takes `max_target_positions`, else the task's `tokens_per_sample`, else 1024.
-    Read from the checkpoint's config only; the weights are memory-mapped, not read.
-    """
+def map_lm(path: str) -> dict:
+    """A fairseq LM checkpoint through the allowlist, its tensors memory-mapped where the format allows
+    (so reading its config or a weight's shape does not read the weights); refused in one line."""
     with refusing(path), fairseq_globals():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
             state = torch.load(path, map_location="cpu", weights_only=True)
     require_lm(state, path)
+    return state
+
+
+def lm_positions(path: str) -> int:
+    """The positions a fairseq LM checkpoint was built for: what `model.max_positions()` returns for it.
+
+    fairseq's transformer_lm takes `max_target_positions`, else the task's `tokens_per_sample`, else 1024.
+    Read from the checkpoint's config only; the weights are memory-mapped, not read.
+    """
+    state = map_lm(path)
     cfg, args = state.get("cfg") or {}, state.get("args")
     sources = [cfg.get("model"), cfg.get("task"), args]
     for key in ("max_target_positions", "tokens_per_sample"):

@@ -39,13 +39,6 @@ def ulm_shape(state: dict) -> tuple[int, int]:
 
 def read_ulm_shape(path: str) -> tuple[int, int]:
     """`ulm_shape` of a checkpoint file; memory-mapped where the format allows, so the weights stay on disk."""
-    import torch
+    from ..checkpoints import map_lm
 
-    from ..checkpoints import fairseq_globals
-
-    with fairseq_globals():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # the legacy (pre-zip) format cannot be memory-mapped
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    return ulm_shape(state)
+    return ulm_shape(map_lm(path))
