@@ -517,11 +517,15 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next_run(kit, tmp_path):
     assert out.exists() and [p.exists() for p in stale] == [False, False] and all(p.exists() for p in kept)
 
 
-def test_sigterm_removes_the_temporary(kit, tmp_path):
+@pytest.mark.parametrize("tool, args, line", [("dedup", [], "a\t1 1 2\tyes\n"),
+                                              ("verbalize", ["apply", "VB"], "a\t1 2 <s> yes\n")],
+                         ids=["a command", "a subcommand"])
+def test_sigterm_removes_the_temporary(kit, tmp_path, tool, args, line):
     out = tmp_path / "out.tsv"
-    run = subprocess.Popen([str(BIN / "sp-dedup"), "-", "-o", str(out)], stdin=subprocess.PIPE,
+    args = [str(kit.vb) if a == "VB" else a for a in args]
+    run = subprocess.Popen([str(BIN / f"sp-{tool}"), *args, "-", "-o", str(out)], stdin=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    run.stdin.write("a\t1 1 2\tyes\n")
+    run.stdin.write(line)
     run.stdin.flush()
     deadline = time.time() + 120
     while not list(tmp_path.glob(".out.tsv.*.tmp")) and time.time() < deadline:  # mid-run: the temporary is there

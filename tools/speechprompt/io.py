@@ -464,6 +464,7 @@ class _OneLineErrors:
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         if not standalone_mode:  # a caller in Python (a benchmark) handles the exceptions itself
             return super().main(args, prog_name, standalone_mode=False, **extra)
+        signal.signal(signal.SIGTERM, _terminate)  # every tool, subcommands too
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except UsageProblem as error:  # already one self-contained line
@@ -500,7 +501,6 @@ def command(description: str) -> Callable:
     def wrap(function: Callable) -> Callable:
         @functools.wraps(function)
         def run(*args, **kwargs):
-            signal.signal(signal.SIGTERM, _terminate)
             try:
                 return function(*args, **kwargs)
             except BrokenPipeError:  # `sp-x | head` is fine
