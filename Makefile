@@ -1,6 +1,7 @@
 # SpeechPrompt: prompt tuning of a frozen unit LM, as a chain of small tools.
 #   make setup            create .venv/ with the stack
-#   make test             run the tests
+#   make test             run the tests, without the whole-chain ones marked slow (minutes)
+#   make test-slow        run the slow ones (.ci/run runs both)
 #   make bench            print the benchmarks (ratios measured side by side)
 #   make gpu-check        the GPU check, one line per item (tests/gpu_check.sh; GPU parts skipped without CUDA)
 #   make TASK=SCR predict run a whole experiment (see README.md)
@@ -15,7 +16,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 TASK ?= SCR
 include mk/setup.mk
 # The experiment (per-task settings, then the generic stages) is read only for experiment goals.
-ifneq ($(filter-out setup test bench gpu-check help,$(MAKECMDGOALS)),)
+ifneq ($(filter-out setup test test-slow bench gpu-check help,$(MAKECMDGOALS)),)
 include tasks/$(TASK).mk
 include mk/experiment.mk
 endif
@@ -23,8 +24,13 @@ endif
 help:
 	@sed -n 's/^#   //p' Makefile
 
+# PYTEST_ARGS: more pytest arguments, e.g. PYTEST_ARGS='-k sweep -x'.
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -m 'not slow' $(PYTEST_ARGS) tests
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS) tests
 
 bench: $(STAMP)
 	@for b in tests/bench_*.py; do $(BIN)/python $$b || exit 1; done
@@ -32,4 +38,4 @@ bench: $(STAMP)
 gpu-check:
 	bash tests/gpu_check.sh
 
-.PHONY: help test bench gpu-check
+.PHONY: help test test-slow bench gpu-check
