@@ -3,6 +3,3 @@
 # Data and settings only; the rules are in mk/experiment.mk.
 DATASET := fluent_speech_commands
 SYNTH_CORPUS :=
-VERBALIZER ?= freq
-PROMPT_LEN ?= 5
-EPOCHS ?= 30

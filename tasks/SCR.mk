@@ -4,6 +4,3 @@
 DATASET := speech_commands
 # With neither DATA nor UNITS given, the corpus is synthesised offline (sp-synth).
 SYNTH_CORPUS := 1
-VERBALIZER ?= freq
-PROMPT_LEN ?= 5
-EPOCHS ?= 30

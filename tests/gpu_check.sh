@@ -150,8 +150,13 @@ else
         sp-binarize --dict dict.txt --out bin train=train.vlm valid=valid.vlm test=test.vlm" &&
     step pretrain 120 "sp-pretrain $E/ulm-bin --save-dir $E/ulm --size ${ULM_SIZE:-big} --max-update $P --max-epoch 100 \
         --patience -1 --max-tokens 16384 --warmup-updates 100 --lr 5e-4 --device $DEVICE --precision $PRECISION --log-interval 50" &&
-    step train 120 "sp-train $E/bin --base $E/ulm/checkpoint_best.pt -o $E/prompt.pt --max-update $N --max-epoch 100 \
-        --batch-size 32 --patience 100 --valid-every 500 --seed 1 --device $DEVICE --precision $PRECISION" &&
+    # Prompt tuning stops itself by --max-time (validating and saving its best) before the step's limit,
+    # keeping 70 s of the budget for decoding and scoring: a short budget gives a smaller accuracy, not none.
+    train_limit=$(limit 150); (( train_limit > $(left) - 70 )) && train_limit=$(( $(left) - 70 ))
+    (( train_limit < 60 )) && train_limit=60
+    step train "$train_limit" "sp-train $E/bin --base $E/ulm/checkpoint_best.pt -o $E/prompt.pt --max-update $N --max-epoch 100 \
+        --max-time $(( train_limit - 40 ))s --batch-size 32 --patience 100 --valid-every 500 --seed 1 \
+        --device $DEVICE --precision $PRECISION" &&
     step sample 45 "sp-sample $E/bin --split test --prompt $E/prompt.pt --verbalizer $E/verbalizer.json \
         --device $DEVICE --precision $PRECISION -o $E/predictions.jsonl" &&
     step score 20 "sp-score $E/predictions.jsonl -o $E/metrics.json" &&
@@ -161,7 +166,7 @@ u, m = (json.load(open(p)) for p in sys.argv[1:3])
 acc, n, layers, dim = m["accuracy"], m["n"], u["layers"], u["embed_dim"]
 params, ppl, unigram, device, precision = u["parameters"] / 1e6, u["valid_ppl"], u["unigram_valid_ppl"], u["device"], u["precision"]
 print(f"test accuracy {acc:.4f} on {n} items; uLM {layers}x{dim} ({params:.1f} M parameters) on {device} in {precision}: "
-      f"valid ppl {ppl:.2f} (add-one unigram {unigram:.2f})")' "$E/ulm/pretrain.json" "$E/metrics.json"); wall s: data $T_data, pretrain $T_pretrain ($P updates), train $T_train ($N updates), sample $T_sample, score $T_score"
+      f"valid ppl {ppl:.2f} (add-one unigram {unigram:.2f})")' "$E/ulm/pretrain.json" "$E/metrics.json"); wall s: data $T_data, pretrain $T_pretrain ($P updates), train $T_train ($(grep -o 'stopped: .*' "$LOGS/prompt-train.log" | tail -1 || echo "up to $N updates")), sample $T_sample, score $T_score"
     cp "$E"/ulm/pretrain.json "$LOGS/pretrain.json" 2>/dev/null
     cp "$E"/metrics.json "$LOGS/metrics.json" 2>/dev/null
 fi

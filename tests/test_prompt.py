@@ -227,6 +227,13 @@ def test_lr_auto_follows_the_ulm_width(tmp_path):
     assert read_ulm_shape(make_lm(str(tmp_path / "lm"), layers=3, dim=48, heads=4)) == (3, 48)
 
 
+def test_epoch_cap_auto_gives_a_small_train_split_enough_updates():
+    from speechprompt.prompting.defaults import auto_epochs
+
+    assert auto_epochs(1600) == 30 and auto_epochs(100) == 30  # a large split: 30 epochs
+    assert auto_epochs(70) == 43 and auto_epochs(26) == 116  # a small one: 3,000 updates
+
+
 def plateau_rows(n: int, seed: int):
     """A task a prompt learns fully, then cannot improve on: the units are the class marker, repeated."""
     import random
@@ -267,7 +274,14 @@ def test_caps_stop_the_run_and_the_log_says_which(tmp_path, cap, reason):
     assert stop["updates"] == {"max update": 3, "time cap": 1, "max epoch": 6}[reason]  # 96 sentences, 16 a batch
 
 
+def test_the_epoch_cap_is_auto_by_default_and_says_what_it_chose(tmp_path):
+    run = plateau_run(tmp_path, "--patience", 0, "--max-update", 3)
+    assert "max epoch auto: 500 (30, or enough for 3,000 updates at 6 an epoch)" in run.stderr  # 96 / 16 a batch
+    assert load_checkpoint(tmp_path / "prompt.pt")["stop"]["reason"] == "max update"
+
+
 @pytest.mark.parametrize("option,value,message", [("--lr", "fast", "neither a number nor 'auto'"),
+                                                  ("--max-epoch", "soon", "neither a whole number nor 'auto'"),
                                                   ("--max-time", "5x", "not a duration")])
 def test_bad_lr_or_time_cap_is_a_usage_error(tmp_path, option, value, message):
     data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(8), "valid": toy_rows(4)})

@@ -42,6 +42,19 @@ def valid_labels(data: str, base: str, base_dict: str | None) -> list[str]:
     return [label for seq in sentences if (label := label_of(seq, dictionary))]
 
 
+def parse_epochs(value) -> int | str:
+    """`auto` or a positive whole number (click callback)."""
+    if value == "auto":
+        return value
+    try:
+        epochs = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number nor 'auto'") from None
+    if epochs < 1:
+        raise click.BadParameter("must be at least 1")
+    return epochs
+
+
 def parse_lr(value) -> float | str:
     """`auto` or a positive float (click callback)."""
     if value == "auto":
@@ -127,7 +140,9 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
                    "in memory.")
 @click.option("--update-freq", default=1, show_default=True, type=click.IntRange(min=1),
               help="Batches per update, per process: the effective batch is batch-size x processes x this.")
-@click.option("--max-epoch", default=10, show_default=True)
+@click.option("--max-epoch", default="auto", show_default=True, callback=lambda _ctx, _p, v: parse_epochs(v),
+              help="At most this many epochs; auto: 30, or enough for 3,000 updates on a small train split "
+                   "(prompting/defaults.py).")
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
 @click.option("--max-time", default="0", show_default=True, callback=lambda _ctx, _p, v: parse_duration(v),
               help="Stop after this much training time: 90, 90s, 15m, 2h (0: no limit).")
@@ -145,7 +160,7 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
-    from .prompting.defaults import auto_lr, read_ulm_shape
+    from .prompting.defaults import MIN_EPOCHS, MIN_UPDATES, auto_epochs, auto_lr, read_ulm_shape
     from .prompting.model import PromptConfig
     from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
     from .prompting.stopping import EarlyStop, chance_level, stopping
@@ -166,6 +181,13 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     if lr == "auto":
         lr = auto_lr(embed_dim)
         log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")
+    # the fewest an epoch can make: --max-tokens may split a batch of long sentences
+    updates_per_epoch = -(-n_train // (batch_size * here.size * update_freq))
+    if max_epoch == "auto":
+        max_epoch = auto_epochs(updates_per_epoch)
+        if here.main:
+            log(f"max epoch auto: {max_epoch} ({MIN_EPOCHS}, or enough for {MIN_UPDATES:,} updates at "
+                f"{updates_per_epoch} an epoch)")
     stop = EarlyStop(patience, chance_level(valid_labels(data, base, base_dict)))
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
@@ -185,7 +207,7 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
                 "--save-interval-updates", str(valid_every),  # else a mid-epoch best is validated but never saved
                 "--stop-time-hours", str(max_time / 3600)]
         if lr_schedule == "linear":  # fairseq's polynomial_decay, power 1, ending at the last update
-            total = max_update or -(-n_train // (batch_size * here.size * update_freq)) * max_epoch
+            total = max_update or updates_per_epoch * max_epoch
             argv += ["--lr-scheduler", "polynomial_decay", "--total-num-update", str(total),
                      "--warmup-updates", str(warmup_updates), "--end-learning-rate", "0"]
         argv += ["--base-dict", base_dict] if base_dict else []

@@ -1,4 +1,5 @@
-"""Prompt-tuning defaults chosen by the uLM in use, not by the task: `sp-train --lr auto`.
+"""Prompt-tuning defaults chosen by the uLM and the data in use, not by the task: `sp-train --lr auto` and
+`--max-epoch auto`.
 
 The rule: the learning rate falls with the uLM's width (its decoder embedding dimension) as a power law
 through two measured anchors, and is held at the nearer anchor outside them:
@@ -9,6 +10,12 @@ through two measured anchors, and is held at the nearer anchor outside them:
 so lr = 3e-2 * (128 / dim) ** 0.862 in between (512 dimensions: 9.1e-3). Wider models take smaller Adam
 steps for the same change of their output, as in muP's 1 / width rule for hidden weights. Depth is not
 part of the rule: nothing measured here separates it from width.
+
+The epoch cap: 30 epochs, or as many as it takes to make 3,000 updates when the train split is small.
+Patience (above chance, prompting/stopping.py) is what ends a run that has converged; the cap only ends
+one that is still learning or never learns. A fixed epoch count cannot serve both a 50,000-utterance
+split (1,600 updates an epoch) and an 800-utterance one (25 updates an epoch, where 30 epochs stopped a
+three-slot intent task still rising at half of what it reaches).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import math
 import re
 
 ANCHORS = ((128, 3e-2), (1024, 5e-3))  # (decoder embed dim, Adam lr of the prompts), measured
+MIN_EPOCHS, MIN_UPDATES = 30, 3000  # the epoch cap of --max-epoch auto
 
 
 def auto_lr(embed_dim: int) -> float:
@@ -24,6 +32,11 @@ def auto_lr(embed_dim: int) -> float:
     dim = min(max(embed_dim, d0), d1)
     exponent = math.log(lr1 / lr0) / math.log(d1 / d0)
     return float(f"{lr0 * (dim / d0) ** exponent:.2g}")
+
+
+def auto_epochs(updates_per_epoch: int) -> int:
+    """The epoch cap for this many updates an epoch (see the module's rule)."""
+    return max(MIN_EPOCHS, math.ceil(MIN_UPDATES / max(updates_per_epoch, 1)))
 
 
 def ulm_shape(state: dict) -> tuple[int, int]:
