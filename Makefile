@@ -24,13 +24,15 @@ endif
 help:
 	@sed -n 's/^#   //p' Makefile
 
-# PYTEST_ARGS: more pytest arguments, e.g. PYTEST_ARGS='-k sweep -x'.
+# TEST_JOBS: pytest-xdist workers (auto: one a CPU core; 0: one process). PYTEST_ARGS: more pytest
+# arguments, e.g. PYTEST_ARGS='-k sweep -x'.
+TEST_JOBS ?= auto
 PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/pytest -q -m 'not slow' $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n $(TEST_JOBS) -m 'not slow' $(PYTEST_ARGS) tests
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow $(PYTEST_ARGS) tests
+	$(BIN)/pytest -q -n $(TEST_JOBS) -m slow $(PYTEST_ARGS) tests
 
 bench: $(STAMP)
 	@for b in tests/bench_*.py; do $(BIN)/python $$b || exit 1; done

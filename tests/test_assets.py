@@ -339,6 +339,7 @@ def speech_bundle(tmp_path_factory, tiny_files):
     return corpus, files, registry(root / "registry.json", {"tiny24": bundle})
 
 
+@pytest.mark.slow
 def test_make_with_assets_fetches_the_bundle_shows_its_paths_and_predicts(speech_bundle, tmp_path):
     corpus, files, user_registry = speech_bundle
     server = Server(files)

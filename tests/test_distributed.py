@@ -28,6 +28,7 @@ def unit_bin(tmp_path_factory):
                                                                     "valid": unlabelled(80, 2)})
 
 
+@pytest.mark.slow
 def test_pretrain_on_two_processes_matches_one_with_the_same_effective_batch(tmp_path, unit_bin):
     from speechprompt.checkpoints import load_lm
     from speechprompt.pretrain import lm_perplexity, read_split
@@ -52,6 +53,7 @@ def test_pretrain_on_two_processes_matches_one_with_the_same_effective_batch(tmp
     assert ppl == pytest.approx(summary["two"]["valid_ppl"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_prompt_tuning_on_two_processes_writes_the_one_process_checkpoint_format(tmp_path):
     from prompt_fixtures import make_databin, make_lm, toy_rows, write_verbalizer
 

@@ -258,6 +258,7 @@ def two_class_units(directory, seed=0):
         (directory / f"{split}.txt").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_summary_prints_each_row_headline_metric_by_name_for_the_prompt_and_the_baseline(tree, tmp_path):
     units = tmp_path / "units"
     units.mkdir()

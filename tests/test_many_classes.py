@@ -34,6 +34,7 @@ def speakers(tmp_path_factory):
     return root, lm, truth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["spelled", "learnable"])
 def test_150_classes_train_and_decode_keyed_by_id(speakers, method):
     root, lm, truth = speakers

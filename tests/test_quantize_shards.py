@@ -1,6 +1,8 @@
 """`make -j N QUANTIZE_SHARDS=N`: each split quantized as N shard targets at once, joined in order: the same bytes."""
 import subprocess
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -11,6 +13,7 @@ def make(*args):
     return result
 
 
+@pytest.mark.slow
 def test_sharded_quantizing_writes_the_units_of_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     # one process a split: the synthetic corpus, its manifests, k-means and units

@@ -1,6 +1,8 @@
 """The sweep: sp-sweep's table and selection, and `make sweep` on a 2 x 2 grid of tiny runs."""
 import json
 
+import pytest
+
 from conftest import sp
 from test_make import fake_intent_units, make, relative, tree  # noqa: F401  (tree: a fixture)
 
@@ -54,6 +56,7 @@ def test_sweep_dry_run_shares_the_stages_before_prompt_tuning(tree, tmp_path):
     assert refused.returncode != 0 and "K cannot vary per cell" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tree, tmp_path):
     units = tmp_path / "units"
     fake_intent_units(units)
