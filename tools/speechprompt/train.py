@@ -22,7 +22,7 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint, refusing
+from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint
 from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
 from .precision import amp_argv, fairseq_autocast
 
@@ -42,30 +42,17 @@ def valid_labels(data: str, base: str, base_dict: str | None) -> list[str]:
     return [label for seq in sentences if (label := label_of(seq, dictionary))]
 
 
-def parse_epochs(value) -> int | str:
-    """`auto` or a positive whole number (click callback)."""
+def auto_or_positive(value, number: type, noun: str) -> float | int | str:
+    """`auto` or a positive `number` (the click callback of --lr and --max-epoch)."""
     if value == "auto":
         return value
     try:
-        epochs = int(value)
+        parsed = number(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a whole number nor 'auto'") from None
-    if epochs < 1:
-        raise click.BadParameter("must be at least 1")
-    return epochs
-
-
-def parse_lr(value) -> float | str:
-    """`auto` or a positive float (click callback)."""
-    if value == "auto":
-        return value
-    try:
-        lr = float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
-    if lr <= 0:
+        raise click.BadParameter(f"{value!r} is neither {noun} nor 'auto'") from None
+    if parsed <= 0:
         raise click.BadParameter("must be positive")
-    return lr
+    return parsed
 
 
 def parse_duration(value) -> float:
@@ -125,7 +112,8 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
               help="Learn Linear(vocab, classes) on the LM's logits at <s>; a class is one distinct train label.")
 @click.option("--num-classes", type=int, help="Classes of the linear verbalizer [default: the distinct train labels].")
 @click.option("--finetune", is_flag=True, help="Train the base LM too (full fine-tuning, for comparison).")
-@click.option("--lr", default="auto", show_default=True, callback=lambda _ctx, _p, v: parse_lr(v),
+@click.option("--lr", default="auto", show_default=True,
+              callback=lambda _ctx, _p, v: auto_or_positive(v, float, "a number"),
               help="Adam learning rate; auto: by the uLM's width (prompting/defaults.py: 3e-2 at 128 dimensions, "
                    "5e-3 at GSLM's 1024).")
 @click.option("--lr-schedule", default="fixed", show_default=True, type=click.Choice(["fixed", "linear"]),
@@ -140,7 +128,8 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
                    "in memory.")
 @click.option("--update-freq", default=1, show_default=True, type=click.IntRange(min=1),
               help="Batches per update, per process: the effective batch is batch-size x processes x this.")
-@click.option("--max-epoch", default="auto", show_default=True, callback=lambda _ctx, _p, v: parse_epochs(v),
+@click.option("--max-epoch", default="auto", show_default=True,
+              callback=lambda _ctx, _p, v: auto_or_positive(v, int, "a whole number"),
               help="At most this many epochs; auto: 30, or enough for 3,000 updates on a small train split "
                    "(prompting/defaults.py).")
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
@@ -176,8 +165,7 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
         if not os.path.exists(os.path.join(data, f"{split}.bin")):
             raise BadInput(f"no {split}.bin in the data-bin", data)
     labels, n_train = read_data(data, base, base_dict, skip_bad)
-    with refusing(base):
-        layers, embed_dim = read_ulm_shape(base)
+    layers, embed_dim = read_ulm_shape(base)
     if lr == "auto":
         lr = auto_lr(embed_dim)
         log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")

@@ -51,7 +51,9 @@ def ulm_shape(state: dict) -> tuple[int, int]:
 
 
 def read_ulm_shape(path: str) -> tuple[int, int]:
-    """`ulm_shape` of a checkpoint file; memory-mapped where the format allows, so the weights stay on disk."""
-    from ..checkpoints import map_lm
+    """`ulm_shape` of a checkpoint file; memory-mapped where the format allows, so the weights stay on disk.
+    A file that is no transformer_lm checkpoint is refused in one line."""
+    from ..checkpoints import map_lm, refusing
 
-    return ulm_shape(map_lm(path))
+    with refusing(path):
+        return ulm_shape(map_lm(path))
