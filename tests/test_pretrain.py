@@ -67,3 +67,28 @@ def test_half_precision_needs_a_gpu(tmp_path):
              check=False)
     assert run.returncode != 0 and "needs a GPU" in run.stderr
     assert not (tmp_path / "ulm").exists()
+
+def test_cpu_training_on_a_machine_with_a_gpu_clips_on_the_cpu(monkeypatch):
+    """`--device cpu` where CUDA is available: fairseq's gradient clipping stays on the CPU.
+
+    fairseq's `clip_grad_norm_` moves the norm to the current GPU whenever CUDA is available, and the
+    whole CPU run then failed on the first update ("scalar tensor is expected to be on cpu but is on
+    cuda:0", seen on an H100 machine). Here the GPU is simulated by a current device of `meta`;
+    tests/test_cuda.py runs sp-pretrain on the CPU of a real GPU machine.
+    """
+    import torch
+    from fairseq import utils
+
+    from speechprompt.precision import fairseq_training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: torch.device("meta"))
+    layer = torch.nn.Linear(4, 3)
+    layer(torch.ones(2, 4)).sum().mul(100).backward()
+    # what fairseq does on its own: the norm goes to "the GPU" (on a real one, clipping by it then fails)
+    assert utils.clip_grad_norm_(list(layer.parameters()), 1.0).device.type == "meta"
+    with fairseq_training(torch.device("cpu"), "fp32"):
+        norm = utils.clip_grad_norm_(list(layer.parameters()), 1.0)
+    assert norm.device.type == "cpu" and norm > 1
+    clipped = torch.cat([p.grad.flatten() for p in layer.parameters()]).norm()
+    assert clipped == pytest.approx(1.0, rel=1e-4)

@@ -1,4 +1,5 @@
-"""`--precision`: bf16/fp16 autocast on a GPU, for inference and for fairseq's training loop.
+"""`--precision`: bf16/fp16 autocast on a GPU, for inference and for fairseq's training loop; and
+fairseq's training loop on the device asked for.
 
 Half precision is autocast, never a cast of the model: the weights, the optimizer state and the
 checkpoints stay fp32, and a checkpoint trained in bf16 loads and runs on the CPU in fp32.
@@ -44,4 +45,29 @@ def fairseq_autocast(precision: str):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
     with mock.patch.object(torch.cuda.amp, "autocast", bf16_autocast):
+        yield
+
+
+@contextlib.contextmanager
+def fairseq_on_cpu_only(device: torch.device):
+    """fairseq training on the CPU of a machine that has a GPU: inside this block the run sees no GPU.
+
+    fairseq's `utils.clip_grad_norm_` moves the gradient norm to the current GPU whenever
+    `torch.cuda.is_available()`, whatever device the model is on, and clipping CPU gradients by it
+    then fails ("scalar tensor is expected to be on cpu but is on cuda:0").
+    """
+    if device.type != "cpu" or not torch.cuda.is_available():
+        yield
+        return
+    from unittest import mock
+
+    with mock.patch.object(torch.cuda, "is_available", lambda: False):
+        yield
+
+
+@contextlib.contextmanager
+def fairseq_training(device: torch.device, precision: str):
+    """fairseq's training loop (with `amp_argv(precision)` and `--cpu` for the CPU on its command line)
+    on `device` in `precision`."""
+    with fairseq_on_cpu_only(device), fairseq_autocast(precision):
         yield

@@ -31,7 +31,7 @@ from .checkpoints import fairseq_globals, load_lm
 from . import distributed
 from .distributed import World
 from .io import BadInput, command, log, pick_device, runtime_options
-from .precision import amp_argv, fairseq_autocast
+from .precision import amp_argv, fairseq_training
 
 # name: (layers, embed dim, ffn dim, heads, default lr).  `big` is GSLM's transformer_lm_big shape.
 SIZES = {
@@ -70,7 +70,7 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
     return [str(a) for a in argv]
 
 
-def train(argv: list[str], precision: str = "fp32") -> None:
+def train(argv: list[str], device: torch.device, precision: str = "fp32") -> None:
     """fairseq-train's main, in this process, logging to stderr."""
     from fairseq import distributed_utils, options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -83,7 +83,7 @@ def train(argv: list[str], precision: str = "fp32") -> None:
         warnings.simplefilter("ignore", UserWarning)
         cfg = convert_namespace_to_omegaconf(args)
     try:
-        with fairseq_globals(), fairseq_autocast(precision):
+        with fairseq_globals(), fairseq_training(device, precision):
             distributed_utils.call_main(cfg, fairseq_train.main)
     finally:
         distributed.leave()
@@ -178,7 +178,7 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
             log(f"{size} transformer_lm {'x'.join(map(str, shape))} on {device}: fairseq-train {' '.join(argv)}")
             log(distributed.describe_batch(max_tokens, "tokens at most", here, update_freq))
         started = time.time()
-        train(argv, precision)
+        train(argv, device, precision)
         seconds = time.time() - started
         if not here.main:
             return

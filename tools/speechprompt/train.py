@@ -24,7 +24,7 @@ import torch
 from . import distributed
 from .checkpoints import fairseq_globals, file_hash, json_identity, lm_positions, load_checkpoint
 from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
-from .precision import amp_argv, fairseq_autocast
+from .precision import amp_argv, fairseq_training
 
 
 def summary_path(output: str) -> str:
@@ -205,7 +205,7 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
         cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
         if here.main:
             log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
-        with fairseq_globals(), fairseq_autocast(precision), stopping(stop, max_update) as record:
+        with fairseq_globals(), fairseq_training(device, precision), stopping(stop, max_update) as record:
             try:
                 distributed_utils.call_main(cfg, fairseq_train.main)
             except ValueError as error:  # a bad sentence in a split (see --skip-bad)
