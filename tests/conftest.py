@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from forked_tools import forked
+
 ROOT = Path(__file__).resolve().parents[1]
 # The sp-* commands: those of the venv that runs pytest, or SP_BIN's (a machine without the venv,
 # such as tests/gpu_check.sh's, puts small launchers there).
@@ -19,9 +21,11 @@ def pytest_configure(config):
 
 
 def sp(tool, *args, input=None, check=True, cwd=None):
-    """Run `sp-<tool> args...` as a subprocess; returns the CompletedProcess (text)."""
-    result = subprocess.run([str(BIN / f"sp-{tool}"), *map(str, args)], input=input,
-                            capture_output=True, text=True, cwd=cwd)
+    """Run `sp-<tool> args...` as a process (forked warm, see forked_tools.py); returns the CompletedProcess (text)."""
+    result = forked(f"sp-{tool}", list(map(str, args)), input, cwd)
+    if result is None:
+        result = subprocess.run([str(BIN / f"sp-{tool}"), *map(str, args)], input=input,
+                                capture_output=True, text=True, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"sp-{tool} exited {result.returncode}:\n{result.stderr}")
     return result

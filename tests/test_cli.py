@@ -7,7 +7,7 @@ import tomllib
 import pytest
 import torch
 
-from conftest import ROOT, sp
+from conftest import BIN, ROOT, sp
 
 TOOLS = sorted(tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]["scripts"])
 CARD = ["sp-manifest", "sp-quantize", "sp-dedup", "sp-lmdata", "sp-verbalize", "sp-binarize", "sp-train", "sp-sample"]
@@ -76,3 +76,27 @@ def test_pyproject_declares_what_requirements_txt_installs_for_the_tools():
     required = {name(line) for line in lines if line.strip() and not line.startswith("#")}
     assert required - {"pytest", "pytest-xdist"} <= declared  # they run the tests, not the tools
     assert not {"fairseq", "ve-fairseq", "torchaudio"} & declared
+
+
+@pytest.mark.parametrize("case", ["stdin-to-stdout", "bad-line", "cwd", "env", "usage-error"])
+def test_a_forked_command_answers_as_a_fresh_one(tmp_path, monkeypatch, case):
+    """The tests run the tools forked from a warm interpreter (forked_tools.py): same exit status,
+    stdout and stderr as the installed command started afresh, with the test's cwd and environment."""
+    from forked_tools import forked
+
+    (tmp_path / "units.tsv").write_text("a\t1 1 2\tyes\nb\t3\tno\n")
+    monkeypatch.setenv("SPEECHPROMPT_CACHE", str(tmp_path / f"cache-{case}"))
+    tool, args, stdin = {
+        "stdin-to-stdout": ("sp-dedup", ["-", "-o", "-"], "a\t1 1 2 2 3\tyes\nb\t4 4\tno\n"),
+        "bad-line": ("sp-dedup", ["-", "-o", "-"], "a\t1 1 2\tyes\na\t2\tno\n"),
+        "cwd": ("sp-lmdata", ["units.tsv", "-o", "-"], None),
+        "env": ("sp-assets", ["urls", "gslm-hubert100"], None),
+        "usage-error": ("sp-score", ["--metric", "nonsense", "-"], ""),
+    }[case]
+    fresh = subprocess.run([str(BIN / tool), *args], input=stdin, capture_output=True, text=True, cwd=tmp_path)
+    warm = forked(tool, args, stdin, cwd=tmp_path)
+    if warm is None:
+        pytest.skip("fresh processes asked for (SP_TEST_FORK=0 or SP_BIN)")
+    assert (warm.returncode, warm.stdout, warm.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+    assert fresh.returncode == {"bad-line": 1, "usage-error": 2}.get(case, 0), fresh.stderr
+    assert case != "env" or f"cache-{case}" in fresh.stdout
