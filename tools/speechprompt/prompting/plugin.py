@@ -73,6 +73,32 @@ def train_labels(sentences, dictionary: Dictionary) -> list[str]:
     return sorted({label for label in (label_of(seq, dictionary) for seq in sentences) if label})
 
 
+class CandidateSteps:
+    """The tokens that may come next after each prefix of a candidate label: decoding (sp-sample) chooses
+    among the train split's distinct labels, so a label token is judged among those, not the whole vocabulary.
+    `</s>` may come where a candidate ends."""
+
+    def __init__(self, labels, eos: int, vocab: int):
+        following: dict[tuple, set] = {}
+        for label in labels:
+            steps = (*label, eos)
+            for depth in range(len(steps)):
+                following.setdefault(steps[:depth], set()).add(steps[depth])
+        self.node = {prefix: i for i, prefix in enumerate(following)}
+        self.table = torch.zeros(len(following) + 1, vocab, dtype=torch.bool)  # the last row: a prefix of none
+        for prefix, tokens in following.items():
+            self.table[self.node[prefix], sorted(tokens)] = True
+
+    def allowed(self, gold_rows: list[list[int]], device) -> torch.Tensor:
+        """One row per label position of `gold_rows` (each sentence's label tokens and `</s>`, in order):
+        the tokens a candidate may have there after the gold prefix; none after a prefix of no candidate."""
+        if self.table.device != torch.device(device):
+            self.table = self.table.to(device)
+        none = len(self.node)
+        nodes = [self.node.get(tuple(row[:depth]), none) for row in gold_rows for depth in range(len(row))]
+        return self.table[torch.tensor(nodes, dtype=torch.long, device=device)]
+
+
 class LabelDataset(FairseqDataset):
     """Items (input, target, class): input `</s> units <s> labels`, target padded except the label positions;
     with `classes` (label text -> index), the label's class (-100 for a label of no class)."""
@@ -163,17 +189,18 @@ class SpeechPromptTask(FairseqTask):
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
-        self.classes = None
-        if cfg.num_classes:
-            labels = train_labels(read_split(cfg.data, "train", dictionary)[0], dictionary)
-            self.classes = {label: i for i, label in enumerate(labels)}
+        self.train = read_split(cfg.data, "train", dictionary)
+        labels = train_labels(self.train[0], dictionary)
+        self.classes = {label: i for i, label in enumerate(labels)} if cfg.num_classes else None
+        self.candidates = CandidateSteps([tuple(dictionary.index(t) for t in label.split()) for label in labels],
+                                         dictionary.eos(), len(dictionary))
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         return cls(cfg, Dictionary.load(lm_dict_path(cfg.base, cfg.base_dict or None)))
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        sentences, _ids = read_split(self.cfg.data, split, self.dictionary)
+        sentences, _ids = self.train if split == "train" else read_split(self.cfg.data, split, self.dictionary)
         self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split, self.classes)
         if self.cfg.skip_bad:
             log(f"{split}: skipped {self.datasets[split].skipped} bad sentences (no 'units <s> label')")
@@ -232,7 +259,9 @@ class PromptModel(BaseFairseqModel):
 @register_criterion("label_ce", dataclass=FairseqDataclass)
 class LabelCrossEntropy(FairseqCriterion):
     """Cross-entropy on the label tokens (and end of sequence) only, or with the linear verbalizer on the
-    label's class at `<s>`; accuracy = whole label right."""
+    label's class at `<s>`. Accuracy: the whole label right, each token the likeliest of those a train label
+    may have there (`CandidateSteps`), as decoding chooses; the same as sp-sample's choice for labels of one
+    token, and for longer ones a token at a time where sp-sample sums over the label."""
 
     def forward(self, model, sample, reduce=True):
         target = sample["target"]
@@ -246,8 +275,13 @@ class LabelCrossEntropy(FairseqCriterion):
         logits = model(sample["net_input"]["tokens"], mask).float()
         loss = F.cross_entropy(logits, gold, ignore_index=-100, reduction="sum")
         counted = gold.ne(-100)
+        choices = logits
+        candidates = getattr(self.task, "candidates", None)  # None: a criterion used outside the task
+        if prompt.verbalizer is None and candidates is not None:
+            rows = [row[row_mask].tolist() for row, row_mask in zip(target, mask)]
+            choices = logits.masked_fill(~candidates.allowed(rows, logits.device), float("-inf"))
         wrong = torch.zeros(target.shape[0], device=target.device)
-        wrong.index_add_(0, mask.nonzero()[:, 0], (logits.argmax(-1).ne(gold) | ~counted).float())
+        wrong.index_add_(0, mask.nonzero()[:, 0], (choices.argmax(-1).ne(gold) | ~counted).float())
         n = int(counted.sum())
         log = {"loss": loss.data, "ntokens": n, "nsentences": target.shape[0], "sample_size": n,
                "correct": int(wrong.eq(0).sum())}
