@@ -25,7 +25,7 @@ LINEAR_VERBALIZER ?= 0
 DEVICE ?= auto
 SEED ?= 1
 EPOCHS ?= auto
-PATIENCE ?= 5
+PATIENCE ?= 10
 MAX_TIME ?= 0
 MAX_UPDATE ?= 0
 # auto: by the uLM's width (sp-train --lr auto; the rule is in README.md)

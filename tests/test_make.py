@@ -65,7 +65,7 @@ def test_dry_run_prints_the_whole_offline_chain_in_order(tree, tmp_path):
     order = [first_use(lines, tool) for tool in STAGES]
     assert order == sorted(order)
     # the defaults: the learning rate by the uLM in use (sp-train --lr auto), patience that waits out chance
-    assert " --lr auto " in lines[first_use(lines, "sp-train")] and " --patience 5 " in lines[first_use(lines, "sp-train")]
+    assert " --lr auto " in lines[first_use(lines, "sp-train")] and " --patience 10 " in lines[first_use(lines, "sp-train")]
     front_end = "--encoder logmel --deltas --cmvn --subsample 2 "  # Kaldi's post-processing of the fbank
     assert front_end in lines[first_use(lines, "sp-kmeans")] and front_end in lines[first_use(lines, "sp-quantize")]
     bare = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "LOGMEL_OPTS=", "predict").stdout.splitlines()

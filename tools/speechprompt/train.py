@@ -135,7 +135,7 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
 @click.option("--max-update", default=0, show_default=True, help="Stop after this many updates (0: no limit).")
 @click.option("--max-time", default="0", show_default=True, callback=lambda _ctx, _p, v: parse_duration(v),
               help="Stop after this much training time: 90, 90s, 15m, 2h (0: no limit).")
-@click.option("--patience", default=5, show_default=True,
+@click.option("--patience", default=10, show_default=True,
               help="Stop when valid accuracy has not improved for this many validations, counted once it is above "
                    "chance (0: never).")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
