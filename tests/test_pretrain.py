@@ -68,6 +68,7 @@ def test_half_precision_needs_a_gpu(tmp_path):
     assert run.returncode != 0 and "needs a GPU" in run.stderr
     assert not (tmp_path / "ulm").exists()
 
+
 def test_cpu_training_on_a_machine_with_a_gpu_clips_on_the_cpu(monkeypatch):
     """`--device cpu` where CUDA is available: fairseq's gradient clipping stays on the CPU.
 

@@ -189,8 +189,8 @@ class SpeechPromptTask(FairseqTask):
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
-        self.train = read_split(cfg.data, "train", dictionary)
-        labels = train_labels(self.train[0], dictionary)
+        self.train_split = read_split(cfg.data, "train", dictionary)  # the labels now; the dataset once, later
+        labels = train_labels(self.train_split[0], dictionary)
         self.classes = {label: i for i, label in enumerate(labels)} if cfg.num_classes else None
         self.candidates = CandidateSteps([tuple(dictionary.index(t) for t in label.split()) for label in labels],
                                          dictionary.eos(), len(dictionary))
@@ -200,7 +200,10 @@ class SpeechPromptTask(FairseqTask):
         return cls(cfg, Dictionary.load(lm_dict_path(cfg.base, cfg.base_dict or None)))
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        sentences, _ids = self.train if split == "train" else read_split(self.cfg.data, split, self.dictionary)
+        if split == "train" and self.train_split is not None:
+            (sentences, _ids), self.train_split = self.train_split, None  # not held beside the dataset's copy
+        else:
+            sentences, _ids = read_split(self.cfg.data, split, self.dictionary)
         self.datasets[split] = LabelDataset(sentences, self.dictionary, self.cfg.skip_bad, split, self.classes)
         if self.cfg.skip_bad:
             log(f"{split}: skipped {self.datasets[split].skipped} bad sentences (no 'units <s> label')")
@@ -278,7 +281,9 @@ class LabelCrossEntropy(FairseqCriterion):
         choices = logits
         candidates = getattr(self.task, "candidates", None)  # None: a criterion used outside the task
         if prompt.verbalizer is None and candidates is not None:
-            rows = [row[row_mask].tolist() for row, row_mask in zip(target, mask)]
+            # two copies to the host, not one a sentence (each would wait for the GPU)
+            rows = [[token for token, kept in zip(row, row_mask) if kept]
+                    for row, row_mask in zip(target.tolist(), mask.tolist())]
             choices = logits.masked_fill(~candidates.allowed(rows, logits.device), float("-inf"))
         wrong = torch.zeros(target.shape[0], device=target.device)
         wrong.index_add_(0, mask.nonzero()[:, 0], (choices.argmax(-1).ne(gold) | ~counted).float())
