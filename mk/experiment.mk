@@ -19,7 +19,8 @@ ULM ?=
 DICT ?=
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
-PROMPT_LEN ?= 5
+# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in README.md)
+PROMPT_LEN ?= auto
 VERBALIZER ?= freq
 LINEAR_VERBALIZER ?= 0
 DEVICE ?= auto

@@ -98,6 +98,8 @@ def make_databin(directory: str, splits: dict, token=TOKEN) -> str:
 
 
 _TRAINED = {}
+# The toy's training settings, for a test that trains it again and must get the same prompt.
+TOY_TRAINING = ("--max-epoch", 3, "--batch-size", 16, "--prompt-length", 5, "--lr", 2e-2)
 
 
 def trained_toy(tmp_path_factory, seed=3):
@@ -113,8 +115,8 @@ def trained_toy(tmp_path_factory, seed=3):
         data = make_databin(str(root / "bin"), {"train": toy_rows(240, 1), "valid": toy_rows(48, 2),
                                                 "test": toy_rows(60, 3)})
         before = file_hash(lm)
-        run = sp("train", data, "--base", lm, "-o", root / "prompt.pt", "--max-epoch", 3, "--batch-size", 16,
-                 "--lr", 2e-2, "--seed", seed, "--device", "cpu")
+        run = sp("train", data, "--base", lm, "-o", root / "prompt.pt", *TOY_TRAINING, "--seed", seed,
+                 "--device", "cpu")
         _TRAINED[seed] = SimpleNamespace(root=root, lm=lm, data=data, prompt=str(root / "prompt.pt"),
                                          hash_before=before, log=run.stderr + run.stdout, stdout=run.stdout)
     return _TRAINED[seed]

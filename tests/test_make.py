@@ -64,8 +64,9 @@ def test_dry_run_prints_the_whole_offline_chain_in_order(tree, tmp_path):
     lines = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "predict").stdout.splitlines()
     order = [first_use(lines, tool) for tool in STAGES]
     assert order == sorted(order)
-    # the defaults: the learning rate by the uLM in use (sp-train --lr auto), patience that waits out chance
-    assert " --lr auto " in lines[first_use(lines, "sp-train")] and " --patience 10 " in lines[first_use(lines, "sp-train")]
+    # the defaults: learning rate and prompt length by the uLM in use (auto), patience that waits out chance
+    train = lines[first_use(lines, "sp-train")]
+    assert " --lr auto " in train and " --prompt-length auto " in train and " --patience 10 " in train
     front_end = "--encoder logmel --deltas --cmvn --subsample 2 "  # Kaldi's post-processing of the fbank
     assert front_end in lines[first_use(lines, "sp-kmeans")] and front_end in lines[first_use(lines, "sp-quantize")]
     bare = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "LOGMEL_OPTS=", "predict").stdout.splitlines()
@@ -133,7 +134,7 @@ def test_editing_a_shared_module_outdates_exactly_the_stages_that_import_it(tmp_
         assert rerun.count("sp-baseline") == 1
 
 
-TINY = ["K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=2", "EPOCHS=3"]
+TINY = ["K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=2", "EPOCHS=12"]
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_tiny_offline_chain_runs_end_to_end_and_then_has_nothing_to_do(tree, tin
     assert make(tree, "-q", *args, "predict", check=False).returncode == 0
     assert "Nothing to be done" in make(tree, *args, "predict").stdout
     # a prompt-tuning variable reruns prompt tuning and what follows, nothing before it
-    rerun = commands(make(tree, "-n", *args[:-1], "EPOCHS=4", "predict").stdout)
+    rerun = commands(make(tree, "-n", *args[:-1], "EPOCHS=13", "predict").stdout)
     assert set(rerun) == {"sp-train", "sp-sample", "sp-score"}
     # a front-end variable refits k-means and reruns what follows, not the corpus or the manifests
     refit = set(commands(make(tree, "-n", *args, "LOGMEL_OPTS=--deltas", "predict").stdout))

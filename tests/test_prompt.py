@@ -218,12 +218,15 @@ def test_patience_waits_while_valid_accuracy_is_at_chance():
     assert not any(EarlyStop(patience=0).update(a) for a in [0.9, 0.1, 0.1, 0.1])  # 0: never stops
 
 
-def test_lr_auto_follows_the_ulm_width(tmp_path):
-    from speechprompt.prompting.defaults import auto_lr, read_ulm_shape
+def test_lr_and_prompt_length_auto_follow_the_ulm_width(tmp_path):
+    from speechprompt.prompting.defaults import auto_lr, auto_prompt_length, read_ulm_shape
 
     assert auto_lr(128) == 0.03 and auto_lr(1024) == 0.005  # the measured anchors
     assert auto_lr(64) == 0.03 and auto_lr(4096) == 0.005  # held outside them
     assert 0.03 > auto_lr(256) > auto_lr(512) > auto_lr(768) > 0.005
+    assert auto_prompt_length(128) == 10 and auto_prompt_length(1024) == 5  # its anchors
+    assert auto_prompt_length(64) == 10 and auto_prompt_length(4096) == 5
+    assert [auto_prompt_length(d) for d in (256, 512, 768)] == [8, 6, 6]
     assert read_ulm_shape(make_lm(str(tmp_path / "lm"), layers=3, dim=48, heads=4)) == (3, 48)
 
 
@@ -252,7 +255,8 @@ def plateau_run(tmp_path, *args):
 def test_a_run_that_plateaus_stops_by_patience_and_says_so(tmp_path):
     import json
 
-    run = plateau_run(tmp_path, "--max-epoch", 60, "--patience", 2)  # --lr auto: 0.03 for 32 dimensions
+    # --lr auto, --prompt-length auto: 0.03 and 10 vectors for 32 dimensions
+    run = plateau_run(tmp_path, "--max-epoch", 60, "--patience", 2)
     stop = load_checkpoint(tmp_path / "prompt.pt")["stop"]
     assert stop["reason"] == "patience" and stop["epoch"] < 60
     assert stop["best_valid_accuracy"] > stop["chance"] and stop["validations"] == stop["best_validation"] + 2
@@ -262,8 +266,10 @@ def test_a_run_that_plateaus_stops_by_patience_and_says_so(tmp_path):
     assert valid[0] == valid[1] == valid[2] <= stop["chance"] and stop["best_validation"] > 3
     assert f"sp-train: stopped: patience (epoch {stop['epoch']}, " in run.stderr
     assert "lr auto: 0.03 for a uLM of 2 x 32" in run.stderr
+    assert "prompt length auto: 10 for a uLM of 2 x 32" in run.stderr
     summary = json.loads((tmp_path / "prompt.json").read_text())
-    assert summary["stop"] == stop and summary["trainable"] == 832 and summary["lr"] == 0.03
+    assert summary["stop"] == stop and summary["lr"] == 0.03
+    assert summary["trainable"] == 10 * 32 + 2 * 2 * 10 * 32 + 32 and summary["config"]["prompt_length"] == 10
 
 
 @pytest.mark.parametrize("cap,reason", [(["--max-update", 3], "max update"), (["--max-time", "0.01s"], "time cap"),

@@ -4,7 +4,7 @@ import json
 import torch
 
 from conftest import sp
-from prompt_fixtures import TOKEN, build_lm, make_databin, toy_rows, trained_toy, write_verbalizer
+from prompt_fixtures import TOKEN, TOY_TRAINING, build_lm, make_databin, toy_rows, trained_toy, write_verbalizer
 from speechprompt.checkpoints import load_checkpoint
 from speechprompt.prompting.model import PromptConfig, PromptLM
 from speechprompt.sample import Decoder
@@ -35,8 +35,8 @@ def test_predictions_keyed_by_id_with_labels_mapped_back(tmp_path_factory):
 def test_same_seed_same_predictions(tmp_path_factory, tmp_path):
     toy = trained_toy(tmp_path_factory)
     again = tmp_path / "again.pt"
-    sp("train", toy.data, "--base", toy.lm, "-o", again, "--max-epoch", 3, "--batch-size", 16, "--lr", 2e-2,
-       "--seed", 3, "--device", "cpu", "--work-dir", tmp_path / "work")
+    sp("train", toy.data, "--base", toy.lm, "-o", again, *TOY_TRAINING, "--seed", 3, "--device", "cpu",
+       "--work-dir", tmp_path / "work")
     first, second = load_checkpoint(toy.prompt)["prompt"], load_checkpoint(str(again))["prompt"]
     assert all(torch.equal(first[k], second[k]) for k in first)
     a = sp("sample", toy.data, "--prompt", toy.prompt, "--device", "cpu").stdout

@@ -43,7 +43,7 @@ def valid_labels(data: str, base: str, base_dict: str | None) -> list[str]:
 
 
 def auto_or_positive(value, number: type, noun: str) -> float | int | str:
-    """`auto` or a positive `number` (the click callback of --lr and --max-epoch)."""
+    """`auto` or a positive `number` (the click callback of --lr, --prompt-length and --max-epoch)."""
     if value == "auto":
         return value
     try:
@@ -104,7 +104,10 @@ def read_data(data: str, base: str, base_dict: str | None, skip_bad: bool) -> tu
               help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
                    "refuses another.")
 @click.option("--work-dir", help="fairseq's checkpoints and logs, emptied first [default: OUTPUT.work/, removed after].")
-@click.option("--prompt-length", default=5, show_default=True, help="Vectors per prompt (input prefix, and per layer).")
+@click.option("--prompt-length", default="auto", show_default=True,
+              callback=lambda _ctx, _p, v: auto_or_positive(v, int, "a whole number"),
+              help="Vectors per prompt (input prefix, and per layer); auto: by the uLM's width (prompting/defaults.py: "
+                   "10 at 128 dimensions, 5 at GSLM's 1024).")
 @click.option("--deep/--no-deep", default=True, show_default=True, help="Per-layer key/value prompts.")
 @click.option("--input-prompt/--no-input-prompt", default=True, show_default=True, help="Input prefix prompt.")
 @click.option("--separator/--no-separator", default=True, show_default=True, help="Trainable <s> embedding.")
@@ -149,7 +152,7 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
-    from .prompting.defaults import MIN_EPOCHS, MIN_UPDATES, auto_epochs, auto_lr, read_ulm_shape
+    from .prompting.defaults import MIN_EPOCHS, MIN_UPDATES, auto_epochs, auto_lr, auto_prompt_length, read_ulm_shape
     from .prompting.model import PromptConfig
     from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
     from .prompting.stopping import EarlyStop, chance_level, stopping
@@ -169,6 +172,9 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     if lr == "auto":
         lr = auto_lr(embed_dim)
         log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")
+    if prompt_length == "auto":
+        prompt_length = auto_prompt_length(embed_dim)
+        log(f"prompt length auto: {prompt_length} for a uLM of {layers} x {embed_dim} (10 at 128 dimensions, 5 at 1024)")
     # the fewest an epoch can make: --max-tokens may split a batch of long sentences
     updates_per_epoch = -(-n_train // (batch_size * here.size * update_freq))
     if max_epoch == "auto":
