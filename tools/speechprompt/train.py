@@ -152,7 +152,8 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train as fairseq_train
 
-    from .prompting.defaults import MIN_EPOCHS, MIN_UPDATES, auto_epochs, auto_lr, auto_prompt_length, read_ulm_shape
+    from .prompting.defaults import (ANCHORS, LENGTH_ANCHORS, MIN_EPOCHS, MIN_UPDATES, anchors_text, auto_epochs,
+                                     auto_lr, auto_prompt_length, read_ulm_shape)
     from .prompting.model import PromptConfig
     from .prompting.plugin import prompt_flags  # importing the plugin registers it before fairseq's parser is built
     from .prompting.stopping import EarlyStop, chance_level, stopping
@@ -171,10 +172,10 @@ def main(data, base, base_dict, output, verbalizer, work_dir, prompt_length, dee
     layers, embed_dim = read_ulm_shape(base)
     if lr == "auto":
         lr = auto_lr(embed_dim)
-        log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} (3e-2 at 128 dimensions, 5e-3 at 1024)")
+        log(f"lr auto: {lr:g} for a uLM of {layers} x {embed_dim} ({anchors_text(ANCHORS)})")
     if prompt_length == "auto":
         prompt_length = auto_prompt_length(embed_dim)
-        log(f"prompt length auto: {prompt_length} for a uLM of {layers} x {embed_dim} (10 at 128 dimensions, 5 at 1024)")
+        log(f"prompt length auto: {prompt_length} for a uLM of {layers} x {embed_dim} ({anchors_text(LENGTH_ANCHORS)})")
     # the fewest an epoch can make: --max-tokens may split a batch of long sentences
     updates_per_epoch = -(-n_train // (batch_size * here.size * update_freq))
     if max_epoch == "auto":

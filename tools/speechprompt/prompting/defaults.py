@@ -43,6 +43,12 @@ def power_law(anchors, embed_dim: int) -> float:
     return v0 * (dim / d0) ** (math.log(v1 / v0) / math.log(d1 / d0))
 
 
+def anchors_text(anchors) -> str:
+    """Two anchors as sp-train logs them beside the value it chose: `0.03 at 128 dimensions, 0.005 at 1024`."""
+    (d0, v0), (d1, v1) = anchors
+    return f"{v0:g} at {d0} dimensions, {v1:g} at {d1}"
+
+
 def auto_lr(embed_dim: int) -> float:
     """The prompt learning rate for a uLM this wide (see the module's rule)."""
     return float(f"{power_law(ANCHORS, embed_dim):.2g}")
