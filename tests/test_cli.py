@@ -46,7 +46,7 @@ def test_no_tool_imports_another_tool_even_lazily():
     assert set(deps) == {tool.removeprefix("sp-") for tool in TOOLS}
     for tool, paths in deps.items():
         assert [files[p] for p in paths if p in files] == [SCRIPTS[f"sp-{tool}"].split(":")[0]]
-    assert "tools/speechprompt/prompting/model.py" in deps["train"] and "tools/speechprompt/io.py" in deps["sample"]
+    assert "tools/speechprompt/prompting/model.py" in deps["train"] and "tools/speechprompt/io/files.py" in deps["sample"]
     assert "tools/speechprompt/datasets/folders.py" in deps["manifest"]  # loaded by name, not by an import
 
 

@@ -113,7 +113,7 @@ AFTER_THE_UNITS = {"sp-quantize", "sp-lmdata", "sp-verbalize", "sp-binarize", "s
     ("kmeans_model.py", {"sp-kmeans"} | AFTER_THE_UNITS | AFTER_THE_PROMPTS),  # sp-kmeans writes, sp-quantize reads
     ("verbalizer.py", {"sp-verbalize", "sp-binarize", "sp-pretrain"} | AFTER_THE_PROMPTS),  # not the units
     ("audio.py", ALL_TOOLS),  # sp-synth resamples with it, sp-manifest probes the audio
-    ("io.py", ALL_TOOLS),
+    ("io/files.py", ALL_TOOLS),
 ])
 def test_editing_a_shared_module_outdates_exactly_the_stages_that_import_it(tmp_path, module, expected):
     (tmp_path / "tree").mkdir()

@@ -1,0 +1,78 @@
+"""The click command base of every sp-* tool: one-line errors, SIGTERM clean-up, the shared options."""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from typing import Callable
+
+import click
+
+from .errors import UsageProblem, one_line
+from .files import output_callback
+
+class _OneLineErrors:
+    """Every error is one stderr line `sp-x: error: ...`; a usage error exits 2, bad input 1."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # a caller in Python (a benchmark) handles the exceptions itself
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        signal.signal(signal.SIGTERM, _terminate)  # every tool, subcommands too
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except UsageProblem as error:  # already one self-contained line
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            prog = error.ctx.find_root().info_name if error.ctx else prog_name or os.path.basename(sys.argv[0])
+            click.echo(f"{prog}: error: {one_line(error.format_message())} (see {prog} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(0)
+
+
+class _Command(_OneLineErrors, click.Command):
+    pass
+
+
+class Group(_OneLineErrors, click.Group):
+    """A tool with subcommands (`sp-verbalize fit|apply|invert`), its errors one line like every tool's."""
+
+
+def _terminate(signum, frame):
+    sys.exit(128 + signum)  # unwinds like an error: atomic outputs remove their temporaries
+
+
+def command(description: str) -> Callable:
+    """Build a tool's click command: `@command("one line")` over `def main(...)`."""
+
+    def wrap(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except BrokenPipeError:  # `sp-x | head` is fine
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                sys.exit(0)
+
+        return click.command(cls=_Command, help=description,
+                             context_settings={"help_option_names": ["-h", "--help"]})(run)
+
+    return wrap
+
+
+def output_path_option(*names: str, **kwargs) -> Callable:
+    """A click option naming an output file, checked before any work (`check_output`)."""
+    return click.option(*names, callback=output_callback, **kwargs)
+
+
+input_argument = click.argument("input", default="-", metavar="[INPUT]")
+output_option = output_path_option("-o", "--output", default="-", show_default=True, help="Output file, - for stdout.")
+skip_bad_option = click.option("--skip-bad", is_flag=True, help="Skip bad records (counted and reported) instead of failing.")

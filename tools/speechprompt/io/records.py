@@ -1,0 +1,201 @@
+"""The shared table formats (manifest, units table, LM data, predictions): records and their parsers.
+
+Every record carries `where` (`file:line`), so an error names the line it comes from."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from typing import Callable, Iterator
+
+from .errors import BadInput, Skipper, UniqueIds
+from .files import lines
+
+SEP = "<s>"  # separator between units and label in fairseq LM lines
+
+def normalize_label(label: str | None) -> str | None:
+    """Labels are whitespace-separated slot values; None means unlabelled."""
+    if label is None:
+        return None
+    label = " ".join(label.split())
+    return label or None
+
+
+@dataclasses.dataclass
+class Utterance:
+    """One row of the manifest: `id  path  offset  num_samples  label`."""
+
+    id: str
+    path: str
+    offset: int
+    num_samples: int
+    label: str | None
+    where: str = ""
+
+    def row(self) -> str:
+        return "\t".join([self.id, self.path, str(self.offset), str(self.num_samples), self.label or ""])
+
+
+@dataclasses.dataclass
+class Units:
+    """One row of the units table: `id  units  label  [durations]`."""
+
+    id: str
+    units: list[str]
+    label: str | None
+    durations: list[int] | None = None
+    where: str = ""
+
+    def row(self) -> str:
+        fields = [self.id, " ".join(self.units), self.label or ""]
+        if self.durations is not None:
+            fields.append(" ".join(map(str, self.durations)))
+        return "\t".join(fields)
+
+
+@dataclasses.dataclass
+class LMLine:
+    """One row of LM data: `id  u1 u2 ... <s> l1 l2 ...` (the fairseq text after the tab)."""
+
+    id: str
+    units: list[str]
+    label: list[str]
+    where: str = ""
+
+    def row(self) -> str:
+        return f"{self.id}\t{self.text()}"
+
+    def text(self) -> str:
+        return " ".join(self.units + [SEP] + self.label)
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One line of predictions JSONL (sp-sample, sp-baseline -> sp-score): a candidate label per id."""
+
+    id: str
+    units: str
+    label: str | None  # the truth, None if unknown
+    prediction: str
+    score: float | None = None  # the prediction's probability
+    scores: dict[str, float] | None = None  # a probability per candidate
+    where: str = ""
+
+    @classmethod
+    def best(cls, uid: str, units: str, label: str | None, candidates: list[str], probs) -> Prediction:
+        """The most probable candidate; `probs[i]` is the probability of `candidates[i]` (6 decimals kept)."""
+        best = max(range(len(candidates)), key=lambda i: float(probs[i]))  # the first of equals, as argmax
+        return cls(uid, units, label, str(candidates[best]), round(float(probs[best]), 6),
+                   {str(c): round(float(p), 6) for c, p in zip(candidates, probs)})
+
+    def row(self) -> str:
+        return json.dumps({"id": self.id, "units": self.units, "label": self.label, "prediction": self.prediction,
+                           "score": self.score, "scores": self.scores}, ensure_ascii=False)
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts `²` and `٣`, which `int` then rejects or misreads."""
+    return text.isascii() and text.isdigit()
+
+
+def _check_units(units: list[str], where: str, what: str = "unit") -> list[str]:
+    if units and not is_number("".join(units)):  # one C-level check; find the culprit only on failure
+        bad = next(unit for unit in units if not is_number(unit))
+        raise BadInput(f"{what} {bad!r} is not a non-negative integer", where)
+    return units
+
+
+def parse_manifest(text: str, where: str) -> Utterance:
+    fields = text.split("\t")
+    if len(fields) != 5:
+        raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
+    uid, audio, offset, num_samples, label = fields
+    if not (is_number(offset) and is_number(num_samples)):
+        raise BadInput("offset and num_samples must be non-negative integers", where)
+    return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
+
+
+def parse_units(text: str, where: str) -> Units:
+    """A units-table row, either TSV or GSLM's `name|units[|label]`."""
+    if "\t" in text:
+        fields = text.split("\t")
+        if not 2 <= len(fields) <= 4:
+            raise BadInput(f"expected 2 to 4 tab-separated columns (id units [label [durations]]), got {len(fields)}", where)
+    else:
+        fields = text.split("|")
+        if not 2 <= len(fields) <= 3:
+            raise BadInput(f"expected GSLM 'name|units[|label]', got {len(fields)} '|'-separated fields", where)
+    fields += [""] * (4 - len(fields))
+    uid, units, label, durations = fields
+    if not uid:
+        raise BadInput("empty id", where)
+    record = Units(uid, _check_units(units.split(), where), normalize_label(label), None, where)
+    if durations.strip():
+        record.durations = [int(d) for d in _check_units(durations.split(), where, "duration")]
+        if len(record.durations) != len(record.units):
+            raise BadInput(f"{len(record.durations)} durations for {len(record.units)} units (a 4th column holds "
+                           "one run length per unit)", where)
+        if 0 in record.durations:
+            raise BadInput("a duration of 0 (a run length is at least 1)", where)
+    return record
+
+
+def parse_lm(text: str, where: str) -> LMLine:
+    uid, tab, body = text.partition("\t")
+    if not tab:
+        raise BadInput(f"expected 'id<TAB>units {SEP} label'", where)
+    tokens = body.split()
+    if tokens.count(SEP) != 1:
+        raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
+    cut = tokens.index(SEP)
+    return LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+
+
+def parse_prediction(text: str, where: str) -> Prediction:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadInput(f"not JSON: {error.msg}", where) from None
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or "prediction" not in record:
+        raise BadInput("expected a JSON object with 'id' and 'prediction'", where)
+    for key in ("prediction", "label"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise BadInput(f"'{key}' must be a string or null, not {type(record[key]).__name__} "
+                           f"{json.dumps(record[key])[:40]}", where)
+    scores = record.get("scores")
+    if scores is not None and not (isinstance(scores, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores.values())):
+        raise BadInput("'scores' must map labels to finite numbers (NaN or infinity found, or not numbers)", where)
+    return Prediction(record["id"], record.get("units", ""), normalize_label(record.get("label")),
+                      record["prediction"], record.get("score"), record.get("scores"), where)
+
+
+def read_records(path: str, parse: Callable[[str, str], object], skipper: Skipper | None = None) -> Iterator:
+    """Parse each line of `path`; ids must be unique. With a skipper, bad lines are skipped."""
+    ids = UniqueIds()
+    guard = skipper.guard if skipper else contextlib.nullcontext
+    for where, text in lines(path):
+        good = None
+        with guard():
+            record = parse(text, where)
+            ids.check(record.id, where)
+            good = record
+        if good is not None:
+            yield good
+
+
+def read_manifest(path: str, skipper: Skipper | None = None) -> Iterator[Utterance]:
+    return read_records(path, parse_manifest, skipper)
+
+
+def read_units(path: str, skipper: Skipper | None = None) -> Iterator[Units]:
+    return read_records(path, parse_units, skipper)
+
+
+def read_lm(path: str, skipper: Skipper | None = None) -> Iterator[LMLine]:
+    return read_records(path, parse_lm, skipper)
+
+
+def read_predictions(path: str, skipper: Skipper | None = None) -> Iterator[Prediction]:
+    return read_records(path, parse_prediction, skipper)
