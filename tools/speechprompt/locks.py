@@ -1,0 +1,51 @@
+"""One writer an output: a lock file held with `flock` for as long as a process works on it.
+
+    with exclusive("exp/prompt.pt.lock", "exp/prompt.pt"):
+        ...  # a second sp-train aimed at exp/prompt.pt refuses in one line while this runs
+
+The kernel releases an `flock` when its holder exits, however it exits (SIGKILL and the OOM killer
+included), so a lock left by a dead process is taken over without any clean-up: only the pid written
+into the file stays behind, and it names the holder in the refusal while the holder lives. The lock
+file itself is never removed (removing it would let a third process lock a new file while a second
+still holds the old one).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from typing import Iterator
+
+from .io import BadInput
+
+
+def holder(path: str) -> str:
+    """What the lock file says of its holder (`pid 1234 on host`), or `another process`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str, what: str) -> Iterator[None]:
+    """Hold `lock_path` while the block runs; refuse in one line (naming `what` and the holder) if a live
+    process holds it."""
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise BadInput(f"cannot create the lock file {lock_path}: {error.strerror}", what) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"busy: {holder(lock_path)} is working on it (lock {lock_path}); wait for it, "
+                           f"or stop it", what) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the flock
