@@ -72,10 +72,11 @@ def test_speech_commands_three_splits_twelve_classes(corpus, manifests):
         all_ids += ids
         labels = {r[4] for r in rows}
         assert labels == set(COMMANDS) | {"_silence_", "_unknown_"}, split
-        for uid, path, offset, num_samples, label in rows:
+        for uid, path, offset, num_samples, label, *speaker in rows:
             assert os.path.isabs(path) and os.path.exists(path)
             word = uid.split("/")[0]
             if label == "_silence_":
+                assert not speaker  # noise has no speaker
                 assert "/_background_noise_/" in path
                 assert int(num_samples) == 16000 and int(offset) % 16000 == 0
                 assert int(offset) + 16000 <= sf.info(path).frames
@@ -83,6 +84,7 @@ def test_speech_commands_three_splits_twelve_classes(corpus, manifests):
                 assert path == str(corpus / f"{uid}.wav")
                 assert (offset, num_samples) == ("0", "16000")
                 assert label == (word if word in COMMANDS else "_unknown_")
+                assert speaker == [uid.split("/")[1].split("_nohash_")[0]]  # the 6th column, for sp-f0
                 speakers.setdefault(uid.split("/")[1].split("_nohash_")[0], set()).add(split)
     assert len(set(all_ids)) == len(all_ids)
     assert all(len(splits) == 1 for splits in speakers.values()), speakers  # speaker-disjoint

@@ -7,6 +7,9 @@ that turn a damaged directory into one line naming the file (a truncated `.idx` 
 split, ids that do not match), never an index error deep in numpy. The tokens are mapped from the data-bin's dictionary into the uLM's vocabulary by symbol
 (`to_index`), so a data-bin binarised with GSLM's `dict.txt` and one binarised with `0 1 ... K-1 1`
 both read right.
+
+Where the data-bin carries prosody (`SPLIT.dur` and `SPLIT.f0`, sp-binarize), each sentence also gets its
+streams, T x 2 (duration, F0 as `prosody/__init__.py` encodes them), one row a token.
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.
 
 @dataclasses.dataclass
 class Split:
-    """The sentences of one split as uLM vocabulary indices (1-D LongTensors), and their ids."""
+    """The sentences of one split as uLM vocabulary indices (1-D LongTensors), their ids, and their prosody
+    streams (T x 2 LongTensors: duration, F0) where the data-bin has them."""
     sentences: list[torch.Tensor]
     ids: list[str]
+    streams: list[torch.Tensor] | None = None
 
     def where(self, data: str, split: str, i: int) -> str:
         """How an error names sentence i: `DIR/SPLIT:LINE (id)`."""
@@ -90,14 +95,38 @@ def read_split(data: str, split: str, to_index: Callable[[str], int]) -> Split:
         raise BadInput(f"token index {largest} is past the data-bin's dict.txt ({len(symbols)} symbols)", prefix + ".bin")
     remap = torch.tensor([to_index(s) for s in symbols], dtype=torch.long)
     sentences = [remap[torch.from_numpy(a.astype(np.int64))] for a in arrays]
+    streams = read_streams(prefix, arrays)
     id_path = prefix + ".id"
     if not os.path.exists(id_path):
-        return Split(sentences, [str(i) for i in range(len(arrays))])
+        return Split(sentences, [str(i) for i in range(len(arrays))], streams)
     with open(id_path, encoding="utf-8") as f:
         ids = f.read().split("\n")
     if ids and ids[-1] == "":
         ids.pop()
     if len(ids) != len(arrays):
         raise BadInput(f"{len(ids)} ids for {len(arrays)} sentences", id_path)
-    return Split(sentences, ids)
+    return Split(sentences, ids, streams)
+
+
+def read_streams(prefix: str, arrays: list[np.ndarray]) -> list[torch.Tensor] | None:
+    """The prosody streams of the split at `prefix`, T x 2 a sentence; None where it has none. Each stream
+    must have a value for every token of its sentence."""
+    from .prosody import NONE, STREAMS
+
+    found = {name: read_tokens(f"{prefix}.{name}") for name in STREAMS if os.path.exists(f"{prefix}.{name}.idx")}
+    if not found:
+        return None
+    fill = {"dur": 0, "f0": NONE}
+    out = []
+    for i, tokens in enumerate(arrays):
+        columns = []
+        for name in STREAMS:
+            values = found[name][i] if name in found and i < len(found[name]) else None
+            if name in found and (values is None or len(values) != len(tokens)):
+                raise BadInput(f"sentence {i + 1} has {len(tokens)} tokens but {0 if values is None else len(values)} "
+                               f"{name} values (not binarised together?)", f"{prefix}.{name}.idx")
+            columns.append(torch.from_numpy(values.astype(np.int64)) if values is not None
+                           else torch.full((len(tokens),), fill[name], dtype=torch.long))
+        out.append(torch.stack(columns, 1))
+    return out
 

@@ -1,6 +1,9 @@
 """sp-dedup: merge consecutive duplicate units, as a stream.
 
     printf 'a|1 1 2 2 2 3 1|yes\n' | sp-dedup      ->  a<TAB>1 2 3 1<TAB>yes
+
+A table that carries F0 (sp-f0) keeps its durations and F0, merged by duration (the F0 column needs
+the durations beside it).
 """
 import click
 
@@ -15,7 +18,16 @@ def dedup(record: Units) -> Units:
         durations = [sum(record.durations[a:b]) for a, b in runs]
     else:
         durations = [b - a for a, b in runs]
-    return Units(record.id, [units[i] for i in starts], record.label, durations, record.where)
+    f0 = None if record.f0 is None else [merged_f0(record.f0[a:b], record.durations[a:b]) for a, b in runs]
+    return Units(record.id, [units[i] for i in starts], record.label, durations, record.where, f0)
+
+
+def merged_f0(values: list, durations: list) -> int | None:
+    """The F0 of merged runs: their voiced values averaged by duration (cents), unvoiced if none is voiced."""
+    voiced = [(v, d) for v, d in zip(values, durations) if v is not None]
+    if not voiced:
+        return None
+    return round(sum(v * d for v, d in voiced) / sum(d for _, d in voiced))
 
 
 @command("Merge consecutive duplicate units of a units table (TSV or GSLM name|units|label).")
@@ -29,7 +41,7 @@ def main(input, output, durations, skip_bad):
     with atomic_output(output) as out:
         for record in read_units(input, skipper):
             merged = dedup(record)
-            if not durations:
+            if not durations and merged.f0 is None:
                 merged.durations = None
             out.write(merged.row() + "\n")
     skipper.report("lines")

@@ -3,6 +3,9 @@
 The text after the tab is exactly the fairseq line SpeechPrompt trains on;
 the id stays in the first column so predictions join back by id.
 
+The prosody columns of the units table (durations, F0: see `io/records.py`) follow their units, as
+two more columns: `id<TAB>units <s> label<TAB>durations<TAB>f0`.
+
 `--max-units N` crops longer utterances to N units, so that `</s> units <s>
 label` fits the unit LM's positions (sp-train and sp-sample refuse sentences
 that do not). Which N units stay is `--crop`: `head` the first N, `tail` the
@@ -13,6 +16,7 @@ import click
 
 from .io import (BadInput, LMLine, Skipper, atomic_output, command, input_argument, log,
                  output_option, read_units, skip_bad_option)
+from .io.records import prosody_columns
 
 CROPS = ("head", "center", "tail")
 
@@ -24,6 +28,11 @@ def crop(units: list, max_units: int, keep: str = "center") -> list:
         return units
     start = {"head": 0, "center": extra // 2, "tail": extra}[keep]
     return units[start:start + max_units]
+
+
+def crop_optional(values: list | None, max_units: int, keep: str) -> list | None:
+    """A prosody column cropped as its units are (None stays None)."""
+    return None if values is None else crop(values, max_units, keep)
 
 
 @command("Write LM data `id<TAB>units <s> label` (or `id<TAB>units` with --no-label) from a units table.")
@@ -43,16 +52,16 @@ def main(input, output, no_label, max_units, keep, skip_bad):
             with skipper.guard():
                 if not record.units:
                     raise BadInput(f"utterance {record.id!r} has no units", record.where)
-                units = record.units
+                units, durations, f0 = record.units, record.durations, record.f0
                 if max_units and len(units) > max_units:
-                    units = crop(units, max_units, keep)
+                    units, durations, f0 = (crop_optional(v, max_units, keep) for v in (units, durations, f0))
                     cropped += 1
                 if no_label:
-                    out.write(f"{record.id}\t{' '.join(units)}\n")
+                    out.write(f"{record.id}\t{' '.join(units)}{prosody_columns(durations, f0)}\n")
                 else:
                     if record.label is None:
                         raise BadInput(f"utterance {record.id!r} has no label (use --no-label for unlabelled text)", record.where)
-                    out.write(LMLine(record.id, units, record.label.split()).row() + "\n")
+                    out.write(LMLine(record.id, units, record.label.split(), durations=durations, f0=f0).row() + "\n")
                 written += 1
     skipper.report("utterances")
     log(f"wrote {written} lines" + (f"; cropped {cropped} to {max_units} units (kept the {keep})" if max_units else ""))

@@ -3,7 +3,8 @@
     sp-manifest speech_commands data/synth --out-dir data/SCR     # train.tsv valid.tsv test.tsv
     sp-manifest fluent_speech_commands /data/fsc --split test     # one split to stdout
 
-Rows are `id  path  offset  num_samples  label` (README "Formats"), sorted by
+Rows are `id  path  offset  num_samples  label  [speaker]` (README "Formats"; the speaker where the
+dataset's adapter names one), sorted by
 id within a split.  Each audio file is probed: unreadable, corrupt or empty
 audio, a rate other than --sample-rate, more than one channel, a segment past
 the end of its file, and a duplicate id are errors (or, with --skip-bad,
@@ -57,7 +58,7 @@ def locate(path: Path, where: str | None) -> tuple[str]:
 
 def utterance(item: Item, check: Checker) -> Utterance | None:
     path = Path(os.path.abspath(item.path))
-    for text in (item.id, str(path), item.label or ""):
+    for text in (item.id, str(path), item.label or "", item.speaker or ""):
         if "\t" in text or "\n" in text:
             raise BadInput(f"tab or newline in {text!r}", item.where or str(path))
     info = check(path, item.where)
@@ -67,7 +68,7 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
     if item.offset + num_samples > info.frames:
         raise BadInput(f"segment {item.offset}+{num_samples} past the end ({info.frames} samples)",
                        *locate(path, item.where))
-    return Utterance(item.id, str(path), item.offset, num_samples, item.label, item.where or str(path))
+    return Utterance(item.id, str(path), item.offset, num_samples, item.label, item.where or str(path), item.speaker)
 
 
 @command("List a dataset's audio per split as manifests: id, path, offset, num_samples, label. "

@@ -14,6 +14,8 @@ Every value maps to `length` tokens (1 except for spelled labels).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import collections
 import json
 import random
@@ -147,4 +149,4 @@ def apply(verbalizer: Verbalizer, line: LMLine, invert: bool = False) -> LMLine:
             what = "token of no class" if invert else "label value never seen in train"
             raise BadInput(f"{what}: {value!r}", line.where)
         out.extend(table[value].split())
-    return LMLine(line.id, line.units, out, line.where)
+    return dataclasses.replace(line, label=out)  # the units and their prosody columns pass through

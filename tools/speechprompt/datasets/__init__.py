@@ -17,7 +17,8 @@ A bad record (an unknown label, a malformed line) goes to
 `ctx.reject(message, "file:line")`: an error, or under --skip-bad a counted
 skip after which the adapter leaves the record out.  Items carry `where`, so
 a listed file that is missing or unreadable is reported at its record's line.
-Ids come from `make_id` (NFC, no whitespace).
+Ids come from `make_id` (NFC, no whitespace). An adapter that knows who speaks sets `Item.speaker`
+and says in its documentation where the speaker comes from; sp-f0 normalises F0 by it.
 Every module of this package is imported on start, so registering is enough.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Item:
     offset: int = 0
     num_samples: int | None = None  # None: the whole file
     where: str | None = None  # `file:line` of the record that listed it, if any
+    speaker: str | None = None  # where the dataset names it (the manifest's 6th column; sp-f0 normalises by it)
 
 
 @dataclasses.dataclass
@@ -100,6 +102,12 @@ def which_set(name: str, valid_percent: float = 10.0, test_percent: float = 10.0
     if percentage < valid_percent + test_percent:
         return "test"
     return "train"
+
+
+def nohash_speaker(name: str) -> str | None:
+    """The speaker of a Speech Commands file name, `<speaker>_nohash_<n>.wav`; None for other names."""
+    base, found, _ = Path(name).name.partition("_nohash_")
+    return make_id(base) if found and base else None
 
 
 def slot(value: str) -> str:

@@ -6,6 +6,8 @@
 - ROOT/_background_noise_/*.wav are cut into 1 s `_silence_` segments (rows
   with an offset, no new files), ids `_silence_/<noise>_<k>`: segment k goes
   to valid when k % 10 == 1, to test when k % 10 == 2, else to train.
+- The speaker is the part of a file name before `_nohash_` (sp-synth names its files the same way);
+  the `_silence_` segments have none.
 - With `--test-dir` (v0.01's separate test set, folders WORD, `_silence_` and
   `_unknown_`), the test split is that directory; the testing_list.txt files
   and the test share of the silence segments are then left out and kept out
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..io import BadInput
-from . import Context, Item, audio_files, make_id, register, require_dir, subdirectories
+from . import Context, Item, audio_files, make_id, nohash_speaker, register, require_dir, subdirectories
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SILENCE, UNKNOWN, NOISE_DIR = "_silence_", "_unknown_", "_background_noise_"
@@ -61,12 +63,13 @@ def speech_commands(root: Path, ctx: Context) -> Iterator[Item]:
             if split == "test" and ctx.test_dir:
                 continue
             yield Item(split, f"{word_dir.name}/{path.stem}", path, label_of(word_dir.name),
-                       where=valid.get(relative) or test.get(relative))
+                       where=valid.get(relative) or test.get(relative), speaker=nohash_speaker(path.name))
     yield from silence(root / NOISE_DIR, ctx)
     if ctx.test_dir:
         for word_dir in subdirectories(require_dir(ctx.test_dir, "test-set directory")):
             for path in audio_files(word_dir):
-                yield Item("test", f"{word_dir.name}/{path.stem}", path, label_of(word_dir.name))
+                yield Item("test", f"{word_dir.name}/{path.stem}", path, label_of(word_dir.name),
+                           speaker=nohash_speaker(path.name))
 
 
 def silence(noise_dir: Path, ctx: Context) -> Iterator[Item]:

@@ -8,7 +8,7 @@ rows use iden_split.txt, so GID and SID share utterances (v2 published no
 split for either).  Labels: the speaker id (`id10001`, 1,251 classes), or the
 gender, `female` or `male` (the metadata's f and m; any other value is an
 unknown label, and so is a speaker missing from the metadata).
-Ids: `idXXXXX/<youtube id>/NNNNN`.
+Ids: `idXXXXX/<youtube id>/NNNNN`. The speaker is the `idXXXXX` folder.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def iden_split(root: Path, ctx: Context, label_of: Callable[[str], str | None]) 
                 ctx.reject(f"speaker {speaker!r} not in vox1_meta.csv", where)
                 continue
             uid = make_id(relative.rsplit(".", 1)[0])
-            yield Item(SPLITS[fields[0]], uid, root / "wav" / relative, label, where=where)
+            yield Item(SPLITS[fields[0]], uid, root / "wav" / relative, label, where=where, speaker=make_id(speaker))
 
 
 @register("voxceleb1_speaker")

@@ -24,7 +24,8 @@ def normalize_label(label: str | None) -> str | None:
 
 @dataclasses.dataclass
 class Utterance:
-    """One row of the manifest: `id  path  offset  num_samples  label`."""
+    """One row of the manifest: `id  path  offset  num_samples  label  [speaker]` (the speaker where the
+    dataset's adapter names one)."""
 
     id: str
     path: str
@@ -32,39 +33,74 @@ class Utterance:
     num_samples: int
     label: str | None
     where: str = ""
+    speaker: str | None = None
 
     def row(self) -> str:
-        return "\t".join([self.id, self.path, str(self.offset), str(self.num_samples), self.label or ""])
+        fields = [self.id, self.path, str(self.offset), str(self.num_samples), self.label or ""]
+        return "\t".join(fields + ([self.speaker] if self.speaker else []))
+
+
+UNVOICED = "u"  # the F0 column's value for a unit with no voiced frame
 
 
 @dataclasses.dataclass
 class Units:
-    """One row of the units table: `id  units  label  [durations]`."""
+    """One row of the units table: `id  units  label  [durations  [f0]]`.
+
+    `durations`: each unit's run length in encoder frames (sp-dedup --durations). `f0`: each unit's
+    log-F0 in cents relative to its speaker's mean (sp-f0), None (`u` in the table) where the unit
+    has no voiced frame."""
 
     id: str
     units: list[str]
     label: str | None
     durations: list[int] | None = None
     where: str = ""
+    f0: list[int | None] | None = None
 
     def row(self) -> str:
         fields = [self.id, " ".join(self.units), self.label or ""]
         if self.durations is not None:
             fields.append(" ".join(map(str, self.durations)))
+            if self.f0 is not None:
+                fields.append(f0_text(self.f0))
         return "\t".join(fields)
+
+
+def f0_text(values) -> str:
+    return " ".join(UNVOICED if v is None else str(v) for v in values)
+
+
+def parse_f0(text: str, count: int, where: str) -> list[int | None]:
+    """An F0 column: one integer (cents) or `u` a unit, `count` of them."""
+    values = []
+    for value in text.split():
+        if value == UNVOICED:
+            values.append(None)
+            continue
+        digits = value[1:] if value[:1] in "+-" else value
+        if not is_number(digits):
+            raise BadInput(f"F0 value {value!r} is neither whole cents nor {UNVOICED!r} (unvoiced)", where)
+        values.append(int(value))
+    if len(values) != count:
+        raise BadInput(f"{len(values)} F0 values for {count} units (one a unit: cents, or {UNVOICED!r})", where)
+    return values
 
 
 @dataclasses.dataclass
 class LMLine:
-    """One row of LM data: `id  u1 u2 ... <s> l1 l2 ...` (the fairseq text after the tab)."""
+    """One row of LM data: `id  u1 u2 ... <s> l1 l2 ...  [durations  f0]` (the fairseq text after the first
+    tab; the prosody columns, one value a unit, as in the units table)."""
 
     id: str
     units: list[str]
     label: list[str]
     where: str = ""
+    durations: list[int] | None = None
+    f0: list[int | None] | None = None
 
     def row(self) -> str:
-        return f"{self.id}\t{self.text()}"
+        return f"{self.id}\t{self.text()}{prosody_columns(self.durations, self.f0)}"
 
     def text(self) -> str:
         return " ".join(self.units + [SEP] + self.label)
@@ -106,50 +142,73 @@ def _check_units(units: list[str], where: str, what: str = "unit") -> list[str]:
     return units
 
 
+def prosody_columns(durations, f0) -> str:
+    """The optional prosody columns of a row, each after a tab: durations, then F0 (only with durations)."""
+    if durations is None:
+        return ""
+    return "\t" + " ".join(map(str, durations)) + ("" if f0 is None else "\t" + f0_text(f0))
+
+
+def parse_prosody(columns: list[str], count: int, where: str) -> tuple[list[int] | None, list[int | None] | None]:
+    """(durations, f0) of `count` units from the optional columns `[durations [f0]]`."""
+    durations = f0 = None
+    if columns and columns[0].strip():
+        durations = [int(d) for d in _check_units(columns[0].split(), where, "duration")]
+        if len(durations) != count:
+            raise BadInput(f"{len(durations)} durations for {count} units (a 4th column holds one run length per "
+                           "unit)", where)
+        if 0 in durations:
+            raise BadInput("a duration of 0 (a run length is at least 1)", where)
+    if len(columns) > 1 and columns[1].strip():
+        if durations is None:
+            raise BadInput("an F0 column without durations (F0 is averaged over each unit's frames)", where)
+        f0 = parse_f0(columns[1], count, where)
+    return durations, f0
+
+
 def parse_manifest(text: str, where: str) -> Utterance:
     fields = text.split("\t")
-    if len(fields) != 5:
-        raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label), got {len(fields)}", where)
-    uid, audio, offset, num_samples, label = fields
+    if len(fields) not in (5, 6):
+        raise BadInput(f"expected 5 tab-separated columns (id path offset num_samples label [speaker]), "
+                       f"got {len(fields)}", where)
+    uid, audio, offset, num_samples, label = fields[:5]
     if not (is_number(offset) and is_number(num_samples)):
         raise BadInput("offset and num_samples must be non-negative integers", where)
-    return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where)
+    speaker = fields[5].strip() if len(fields) == 6 else ""
+    return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where, speaker or None)
 
 
 def parse_units(text: str, where: str) -> Units:
     """A units-table row, either TSV or GSLM's `name|units[|label]`."""
     if "\t" in text:
         fields = text.split("\t")
-        if not 2 <= len(fields) <= 4:
-            raise BadInput(f"expected 2 to 4 tab-separated columns (id units [label [durations]]), got {len(fields)}", where)
+        if not 2 <= len(fields) <= 5:
+            raise BadInput(f"expected 2 to 5 tab-separated columns (id units [label [durations [f0]]]), "
+                           f"got {len(fields)}", where)
     else:
         fields = text.split("|")
         if not 2 <= len(fields) <= 3:
             raise BadInput(f"expected GSLM 'name|units[|label]', got {len(fields)} '|'-separated fields", where)
-    fields += [""] * (4 - len(fields))
-    uid, units, label, durations = fields
+    fields += [""] * (5 - len(fields))
+    uid, units, label = fields[:3]
     if not uid:
         raise BadInput("empty id", where)
     record = Units(uid, _check_units(units.split(), where), normalize_label(label), None, where)
-    if durations.strip():
-        record.durations = [int(d) for d in _check_units(durations.split(), where, "duration")]
-        if len(record.durations) != len(record.units):
-            raise BadInput(f"{len(record.durations)} durations for {len(record.units)} units (a 4th column holds "
-                           "one run length per unit)", where)
-        if 0 in record.durations:
-            raise BadInput("a duration of 0 (a run length is at least 1)", where)
+    record.durations, record.f0 = parse_prosody(fields[3:], len(record.units), where)
     return record
 
 
 def parse_lm(text: str, where: str) -> LMLine:
-    uid, tab, body = text.partition("\t")
-    if not tab:
-        raise BadInput(f"expected 'id<TAB>units {SEP} label'", where)
-    tokens = body.split()
+    uid, *columns = text.split("\t")
+    if not columns or len(columns) > 3:
+        raise BadInput(f"expected 'id<TAB>units {SEP} label[<TAB>durations<TAB>f0]'", where)
+    tokens = columns[0].split()
     if tokens.count(SEP) != 1:
         raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
     cut = tokens.index(SEP)
-    return LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+    line = LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+    line.durations, line.f0 = parse_prosody(columns[1:], cut, where)
+    return line
 
 
 def parse_prediction(text: str, where: str) -> Prediction:
