@@ -120,3 +120,64 @@ def trained_toy(tmp_path_factory, seed=3):
         _TRAINED[seed] = SimpleNamespace(root=root, lm=lm, data=data, prompt=str(root / "prompt.pt"),
                                          hash_before=before, log=run.stderr + run.stdout, stdout=run.stdout)
     return _TRAINED[seed]
+
+
+# ------------------------------------------------------ pGSLM (multi-stream)
+F0_EDGES = [(i - 15.5) * 60.0 for i in range(31)]  # 32 bins of 60 cents around the speaker mean
+
+
+def build_ulm(directory: str, layers=2, dim=32, heads=4, ffn=64, units=UNITS, seed=0, discrete=True,
+              shifts="1,1", unvoiced_bin=True, max_duration=20):
+    """A randomly initialised fairseq transformer_ulm (pGSLM's MS-TLM, task speech_unit_modeling), its task
+    and cfg; its data config written to `directory` (as fairseq's pgslm recipe writes one)."""
+    import json
+
+    os.makedirs(directory, exist_ok=True)
+    f0_units = len(F0_EDGES) + 1 + int(unvoiced_bin)
+    config = os.path.join(directory, "data_config.json")
+    with open(config, "w") as f:
+        json.dump({"manifests": {}, "n_units": units, "f0_vq_n_units": f0_units, "code_hop_size": 320,
+                   "sampling_rate": 16000, "f0_vq_type": "precomp", "f0_vq_name": "f0"}, f)
+    argv = [config, "--task", "speech_unit_modeling", "--arch", "transformer_ulm", "--criterion",
+            "speech_unit_lm_criterion", "--decoder-layers", str(layers), "--decoder-embed-dim", str(dim),
+            "--decoder-input-dim", str(dim), "--decoder-output-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn),
+            "--decoder-attention-heads", str(heads), "--stream-shifts", shifts, "--max-token-duration",
+            str(max_duration), "--tokens-per-sample", "128", "--max-target-positions", "128", "--cpu"]
+    argv += ["--discrete-duration", "--discrete-f0"] if discrete else []
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    torch.manual_seed(seed)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model, task, cfg
+
+
+def make_ulm(directory: str, **kwargs) -> str:
+    """`build_ulm` saved as a fairseq checkpoint `directory/ulm.pt`, its F0 bins (f0_bins.json) beside it."""
+    import json
+
+    model, _task, cfg = build_ulm(directory, **kwargs)
+    path = os.path.join(directory, "ulm.pt")
+    torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
+                "args": None, "extra_state": {},
+                "optimizer_history": [{"criterion_name": "SpeechUnitLmCriterion", "optimizer_name": "Adam",
+                                       "lr_scheduler_state": {}, "num_updates": 0}]}, path)
+    with open(os.path.join(directory, "f0_bins.json"), "w") as f:
+        json.dump({"format": "speechprompt-f0-bins/1", "edges_cents": F0_EDGES,
+                   "unvoiced": "symbol" if kwargs.get("unvoiced_bin", True) else "mean"}, f)
+    return path
+
+
+def write_streams(directory: str, split: str, streams) -> None:
+    """SPLIT.dur and SPLIT.f0 beside a data-bin split, as sp-binarize writes them (int32 mmap)."""
+    import numpy as np
+
+    for k, name in enumerate(("dur", "f0")):
+        builder = indexed_dataset.MMapIndexedDatasetBuilder(os.path.join(directory, f"{split}.{name}.bin"),
+                                                            dtype=np.int32)
+        for values in streams:
+            builder.add_item(torch.as_tensor(values)[:, k].to(torch.int32))
+        builder.finalize(os.path.join(directory, f"{split}.{name}.idx"))

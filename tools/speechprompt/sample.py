@@ -46,8 +46,10 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
     from tqdm import tqdm
 
     from .databin import read_split
+    from .prompting.backbones import check_streams
     from .prompting.decoding import Decoder, check_length, collate_prefixes, load_prompt, token_batches
     from .prompting.labels import label_tokens
+    from .prompting.loop import collate_streams
 
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base, base_dict)
@@ -59,6 +61,7 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
     decoder = Decoder(model, vocab, candidates)
     names = [to_label(c.split()) for c in candidates]
     split_data = read_split(data, split, vocab.index)
+    check_streams(model.base.kind, data, split_data.streams is not None)
     positions = model.base.shape.max_positions
     longest_label = max(len(c.split()) for c in candidates)
     skipper, items = Skipper(skip_bad), []
@@ -72,13 +75,17 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
             units, gold = parts
             check_length(len(units), longest_label, positions, where)
             items.append((i, torch.cat([seq.new_tensor([vocab.eos]), units, seq.new_tensor([vocab.bos])]), gold))
+    streams = split_data.streams  # the prosody of the units (multi-stream backbones), after the `</s>` that starts
+
     results, ids = {}, split_data.ids
     with torch.inference_mode(), autocast(device, precision), \
             tqdm(total=len(items), desc="decode", unit="utt", file=sys.stderr) as bar:
         for batch in token_batches(items, decoder.extra_tokens, batch_size, max_tokens):
             lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
             prefix = collate_prefixes([p for _, p, _ in batch], vocab.pad).to(device)
-            probs = decoder.score(prefix, lengths).softmax(-1).cpu()
+            prosody = None if streams is None else \
+                collate_streams([streams[i][:len(p) - 2] for i, p, _ in batch], prefix.shape[1], shift=1).to(device)
+            probs = decoder.score(prefix, lengths, prosody).softmax(-1).cpu()
             for row, (i, p, gold) in enumerate(batch):
                 label = to_label(vocab.string(gold).split()) if len(gold) else None
                 results[i] = Prediction.best(ids[i], vocab.string(p[1:-1]), label, names, probs[row].tolist())

@@ -67,9 +67,12 @@ def parse_duration(value) -> float:
 @command("Prompt-tune a frozen unit LM on a data-bin; write the prompt checkpoint.")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM's checkpoint.")
-@click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
+@click.option("--base-dict", type=click.Path(exists=True, dir_okay=False),
+              help="Its dict.txt [default: beside --base]; pgslm: its F0 bins (f0_bins.json, or pGSLM's *_f0_bin.th) "
+                   "[default: f0_bins.json beside --base].")
 @click.option("--backbone", "kind", default="fairseq", show_default=True, type=click.Choice(sorted(KINDS)),
-              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm).")
+              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm); pgslm "
+                   "(fairseq's multi-stream transformer_ulm: units, durations, F0; the data-bin needs prosody streams).")
 @output_path_option("-o", "--output", required=True, help="The prompt checkpoint to write.")
 @click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False),
               help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
@@ -141,10 +144,13 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
     device = distributed.process_device(pick_device(device, precision, threads), here)
     work_dir = work_dir or output + ".work"
     state_path = os.path.join(work_dir, "state.pt")
+    if kind != "fairseq":  # recorded in the prompt checkpoint, so that sp-sample finds it again
+        base_dict = backbones.companion(kind, base, base_dict)
     shape = backbones.read_shape(kind, base)
     vocab = backbones.vocabulary(kind, base, base_dict)
-    train_sentences, _ = labelled_sentences(data, "train", vocab, shape.max_positions, skip_bad)
-    valid_sentences, _ = labelled_sentences(data, "valid", vocab, shape.max_positions, skip_bad)
+    train_sentences, _, train_streams = labelled_sentences(data, "train", vocab, shape.max_positions, skip_bad)
+    valid_sentences, _, valid_streams = labelled_sentences(data, "valid", vocab, shape.max_positions, skip_bad)
+    backbones.check_streams(kind, data, train_streams is not None)
     labels = distinct_labels(train_sentences, vocab)
     if lr == "auto":
         lr = auto_lr(shape.embed_dim)
@@ -161,8 +167,8 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
     classes = {label: i for i, label in enumerate(labels)} if linear_verbalizer else None
     candidates = CandidateSteps([tuple(vocab.index(t) for t in label.split()) for label in labels], vocab.eos,
                                 shape.vocab_size)
-    train_batches = make_batches(train_sentences, vocab, batch_size, max_tokens, classes)
-    valid_batches = make_batches(valid_sentences, vocab, batch_size, max_tokens, classes, candidates)
+    train_batches = make_batches(train_sentences, vocab, batch_size, max_tokens, classes, streams=train_streams)
+    valid_batches = make_batches(valid_sentences, vocab, batch_size, max_tokens, classes, candidates, valid_streams)
     updates_per_epoch = -(-len(train_batches) // (here.size * update_freq))
     at_chance = 0
     if max_epoch == "auto":

@@ -9,12 +9,12 @@ from ..io import BadInput, Skipper, log
 from .labels import label_tokens
 
 
-def labelled_sentences(data: str, split: str, vocab, positions: int, skip_bad: bool) -> tuple[list, list[str]]:
+def labelled_sentences(data: str, split: str, vocab, positions: int, skip_bad: bool) -> tuple[list, list[str], list | None]:
     """The sentences of `DATA/SPLIT` that are `units <s> label` and fit the uLM's `positions`, with their
-    ids. A sentence without one `<s>` and a label, or too long, is an error naming it, or with `skip_bad`
-    a counted skip."""
+    ids and their prosody streams (None where the data-bin has none). A sentence without one `<s>` and a
+    label, or too long, is an error naming it, or with `skip_bad` a counted skip."""
     split_data = read_split(data, split, vocab.index)
-    skipper, kept, ids = Skipper(skip_bad), [], []
+    skipper, kept, ids, streams = Skipper(skip_bad), [], [], []
     too_long = 0
     for i, seq in enumerate(split_data.sentences):
         with skipper.guard():
@@ -30,12 +30,14 @@ def labelled_sentences(data: str, split: str, vocab, positions: int, skip_bad: b
                                f"(Make: MAX_UNITS)", where)
             kept.append(seq)
             ids.append(split_data.ids[i])
+            if split_data.streams is not None:
+                streams.append(split_data.streams[i])
     if skip_bad and skipper.skipped:
         log(f"{split}: skipped {skipper.skipped} bad sentences ({too_long} of them longer than the uLM's {positions} "
             f"positions)")
     if not kept:
         raise BadInput(f"no labelled sentence in the {split} split", os.path.join(data, split))
-    return kept, ids
+    return kept, ids, streams if split_data.streams is not None else None
 
 
 def data_identity(data: str) -> str:

@@ -39,22 +39,25 @@ def base_paths(ckpt: dict, path: str, base: str | None = None, base_dict: str | 
     """The backbone checkpoint and vocabulary file to load: the ones given win; the recorded ones are hints.
 
     A recorded path that no longer exists, with nothing given instead, is one line naming the option."""
+    from . import backbones
+
     recorded = ckpt["base"]
+    kind = recorded.get("kind", backbones.DEFAULT_KIND)
     if base is None:
         base = recorded["path"]
         if not os.path.exists(base):
             raise BadInput(f"the base LM recorded in the prompt, {base}, is missing (moved?): give its path with "
                            f"--base", path)
     if base_dict is None and recorded.get("dict"):
-        beside = os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
+        beside = backbones.companion(kind, base)
         if os.path.exists(recorded["dict"]):
             base_dict = recorded["dict"]
-        elif os.path.exists(beside):
+        elif beside and os.path.exists(beside):
             base_dict = beside
         else:
             raise BadInput(f"the uLM's dictionary recorded in the prompt, {recorded['dict']}, is missing (moved?): "
                            f"give its path with --base-dict", path)
-    elif base_dict is None:
+    elif base_dict is None and kind == "fairseq":
         beside = os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
         if not os.path.exists(beside):
             raise BadInput(f"the uLM's dict.txt is not beside {base}: give its path with --base-dict", path)
@@ -126,10 +129,11 @@ class Decoder:
         """Tokens each sentence runs after its prefix (the trie nodes)."""
         return len(self.tokens)
 
-    def score(self, prefix: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def score(self, prefix: torch.Tensor, lengths: torch.Tensor, streams: torch.Tensor | None = None) -> torch.Tensor:
+        """`streams`: the prefix's prosody (B x T x 2) for a multi-stream backbone; the label tokens have none."""
         m = self.model
         B = prefix.shape[0]
-        x, cache = m.features(prefix)
+        x, cache = m.features(prefix, streams=streams)
         hidden = x[torch.arange(B, device=prefix.device), lengths - 1][:, None]  # at <s>
         if not self.one_pass:
             n_in = 0 if m.input_prompt is None else m.input_prompt.shape[0]

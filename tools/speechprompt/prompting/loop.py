@@ -73,6 +73,7 @@ class Batch:
     count: int  # targets that count (a class of -100 does not)
     sentences: int
     allowed: torch.Tensor | None = None  # N x V: the tokens a candidate may have there (valid batches)
+    streams: torch.Tensor | None = None  # B x T x 2: each token's prosody (multi-stream backbones), aligned with tokens
 
     def to(self, device) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -83,11 +84,12 @@ class Batch:
 
 
 def make_batches(sentences, vocab, batch_size: int, max_tokens: int, classes: dict | None = None,
-                 candidates: CandidateSteps | None = None) -> list[Batch]:
+                 candidates: CandidateSteps | None = None, streams: list | None = None) -> list[Batch]:
     """Labelled sentences (`units <s> label </s>`, vocabulary indices) as batches by length: at most
     `batch_size` sentences and `max_tokens` padded tokens each. With `classes` (label text -> index), the
     target is the label's class at `<s>` (-100 for a label of no class); with `candidates`, each batch
-    also holds the tokens allowed at each target position (for the valid accuracy)."""
+    also holds the tokens allowed at each target position (for the valid accuracy). `streams`: each
+    sentence's prosody (T x 2, databin.Split.streams), carried beside its tokens."""
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     groups, group, longest = [], [], 0
     for i in order:
@@ -99,12 +101,14 @@ def make_batches(sentences, vocab, batch_size: int, max_tokens: int, classes: di
         longest = size
     if group:
         groups.append(group)
-    return [collate([sentences[i] for i in group], vocab, classes, candidates) for group in groups]
+    return [collate([sentences[i] for i in group], vocab, classes, candidates,
+                    None if streams is None else [streams[i] for i in group]) for group in groups]
 
 
-def collate(sentences, vocab, classes=None, candidates=None) -> Batch:
+def collate(sentences, vocab, classes=None, candidates=None, streams=None) -> Batch:
     T = max(len(s) for s in sentences)
     tokens = torch.full((len(sentences), T), vocab.pad, dtype=torch.long)
+    prosody = None if streams is None else collate_streams(streams, T, shift=1)
     where, gold, row, rows = [], [], [], []
     for b, seq in enumerate(sentences):
         units, label = label_tokens(seq, vocab.bos, vocab.eos)
@@ -124,20 +128,39 @@ def collate(sentences, vocab, classes=None, candidates=None) -> Batch:
     gold_tensor = torch.tensor(gold, dtype=torch.long)
     allowed = candidates.allowed(rows, "cpu") if candidates is not None and classes is None else None
     return Batch(tokens, torch.tensor(where, dtype=torch.long), gold_tensor, torch.tensor(row, dtype=torch.long),
-                 int(gold_tensor.ne(-100).sum()), len(sentences), allowed)
+                 int(gold_tensor.ne(-100).sum()), len(sentences), allowed, prosody)
+
+
+def collate_streams(streams, T: int, shift: int = 0) -> torch.Tensor:
+    """Sentences' streams (each L x S) as B x T x S, the row of token i at column i + `shift` (1: after the
+    `</s>` that starts a sentence), NONE (prosody/__init__.py) before and after."""
+    from ..prosody import NONE_VALUES
+
+    out = torch.tensor(NONE_VALUES, dtype=torch.long).repeat(len(streams), T, 1)
+    for b, values in enumerate(streams):
+        n = min(len(values), T - shift)
+        out[b, shift:shift + n] = values[:n]
+    return out
 
 
 def batch_loss(model, batch: Batch) -> torch.Tensor:
     """The summed cross-entropy of the batch's targets (an uncounted class adds nothing). Through the model's
     own call, so that DistributedDataParallel sees the forward pass."""
-    return F.cross_entropy(model(batch.tokens, batch.where).float(), batch.gold, ignore_index=-100, reduction="sum")
+    return F.cross_entropy(_logits(model, batch).float(), batch.gold, ignore_index=-100, reduction="sum")
+
+
+def _logits(model, batch: Batch) -> torch.Tensor:
+    """The model's logits at the batch's targets, its prosody streams passed where it has them."""
+    if batch.streams is None:
+        return model(batch.tokens, batch.where)
+    return model(batch.tokens, batch.where, batch.streams)
 
 
 @torch.no_grad()
 def correct_sentences(model, batch: Batch) -> torch.Tensor:
     """How many sentences of the batch have every target right, each chosen among the allowed tokens (as
     decoding chooses among the candidates), or the class right: a tensor, so no host sync."""
-    logits = model(batch.tokens, batch.where).float()
+    logits = _logits(model, batch).float()
     if batch.allowed is not None:
         logits = logits.masked_fill(~batch.allowed, float("-inf"))
     wrong = torch.zeros(batch.sentences, device=logits.device)

@@ -58,7 +58,7 @@ class PromptLM(nn.Module):
         device = next(backbone.parameters()).device
         if prompt_length:  # start as if P random unit tokens came first: prompts at the scale of real activations
             with torch.no_grad():
-                start = torch.randint(4, len(backbone.vocab), (1, prompt_length), device=device)
+                start = torch.randint(*backbone.vocab.units, (1, prompt_length), device=device)
                 _, cache = self.features(start)
                 self.input_prompt = nn.Parameter(self.embed(start)[0].clone()) if config.input_prompt else None
                 self.deep_prompt = nn.Parameter(torch.stack([torch.stack([t[0].transpose(0, 1).flatten(1) for t in kv])
@@ -83,8 +83,10 @@ class PromptLM(nn.Module):
         return self
 
     # ---------------------------------------------------------------- forward
-    def features(self, tokens, past: Cache | None = None, past_valid=None, offset=None, depth=None, attend=None):
-        """Hidden states after the last layer for `tokens` (B x T, right-padded).
+    def features(self, tokens, past: Cache | None = None, past_valid=None, offset=None, depth=None, attend=None,
+                 streams=None):
+        """Hidden states after the last layer for `tokens` (B x T, right-padded), and their prosody
+        `streams` (B x T x 2) for a multi-stream backbone (backbones/__init__.py).
 
         Without `past`, the input prompt goes first. With `past` (from an earlier
         call, keys B x H x S x hd and `past_valid` B x S), `tokens` continue
@@ -98,7 +100,7 @@ class PromptLM(nn.Module):
         B, T = tokens.shape
         start = torch.zeros(B, dtype=torch.long, device=tokens.device) if offset is None else offset
         positions = start[:, None] + (torch.arange(T, device=tokens.device) if depth is None else depth)
-        x = self.embed(tokens, positions)
+        x = self.embed(tokens, positions, streams)
         n_in = 0 if self.input_prompt is None else self.input_prompt.shape[0]
         if past is None and n_in:
             x = torch.cat([self.input_prompt.to(x.dtype).expand(B, -1, -1), x], 1)
@@ -116,14 +118,15 @@ class PromptLM(nn.Module):
         x, cache = self.base.run(x, positions, mask, prefix, past)
         return x[:, n_run:], cache
 
-    def embed(self, tokens, positions=None):
-        """Layer-0 input of `tokens`: the backbone's token vectors (the separator's at `<s>`) and positions."""
+    def embed(self, tokens, positions=None, streams=None):
+        """Layer-0 input of `tokens`: the backbone's token vectors (the separator's at `<s>`), positions and
+        streams."""
         emb = self.base.embed_tokens(tokens)
         if self.separator is not None:
             emb = torch.where((tokens == self.sep_index).unsqueeze(-1), self.separator.to(emb.dtype), emb)
         if positions is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
-        return self.base.layer_input(emb, positions)
+        return self.base.layer_input(emb, positions, streams)
 
     def _heads(self, x):  # (P, kv_dim) -> (1, Hkv, P, hd)
         shape = self.base.shape
@@ -145,8 +148,10 @@ class PromptLM(nn.Module):
         out = self.base.logits(features)
         return out if self.verbalizer is None else self.verbalizer(out.to(self.verbalizer.weight.dtype))
 
-    def forward(self, tokens, targets):
+    def forward(self, tokens, targets, streams=None):
         """Logits at the target positions (the `<s>` and label positions), N x V (or N x C): `targets` is a
-        B x T boolean mask, or N flat indices (row * T + column), which need no host sync to gather."""
-        x, _ = self.features(tokens)
+        B x T boolean mask, or N flat indices (row * T + column), which need no host sync to gather. The
+        label is read from the token stream only: a multi-stream backbone's other outputs (the label
+        positions' prosody) are not part of the loss."""
+        x, _ = self.features(tokens, streams=streams)
         return self.logits(x[targets] if targets.dtype == torch.bool else x.flatten(0, 1)[targets])

@@ -32,7 +32,8 @@ CENTS_PER_LOG = 1200 / math.log(2)  # natural log -> cents
 # Stream values of a data-bin (int32): durations in frames (0: not a unit); F0 in cents, or one of these.
 NONE = -32768  # a token that is not a unit (`</s>`, `<s>`, a label token, padding)
 UNVOICED = -32767  # a unit with no voiced frame
-STREAMS = ("dur", "f0")  # the data-bin's stream files: SPLIT.dur.bin/.idx, SPLIT.f0.bin/.idx
+STREAMS = ("dur", "f0")
+NONE_VALUES = (0, NONE)  # the streams of a token that is not a unit  # the data-bin's stream files: SPLIT.dur.bin/.idx, SPLIT.f0.bin/.idx
 
 
 class UnitF0:

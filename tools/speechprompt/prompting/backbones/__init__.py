@@ -4,13 +4,14 @@ A prompt (`prompting/model.py`), the training loop (`prompting/loop.py`), decodi
 `sp-baseline --features ulm-states` use a uLM only through the methods of `Backbone` below. Adding a
 backbone is one module here that subclasses it, and one line in `KINDS`:
 
-    vocab            Vocabulary: symbol <-> index, and the special indices (bos = the separator `<s>`,
-                     eos `</s>`, pad, unk)
+    vocab            Vocabulary: symbol <-> index, the special indices (bos = the separator `<s>`,
+                     eos `</s>`, pad, unk), and where the units are (`units`, a range of indices)
     shape            Shape: layers, width, heads (and key/value heads), head size, vocabulary size,
                      maximum positions
     embed_tokens     tokens (B x T) -> token vectors (B x T x E): what a trainable separator replaces at `<s>`
     layer_input      token vectors and their positions -> the input of the first layer (B x T x D):
-                     scaling, position embeddings, input projections, as the LM does it
+                     scaling, position embeddings, input projections, as the LM does it; and, for a
+                     multi-stream LM, the other input streams of each token (`streams`, below)
     run              the layer stack over `x` (B x T x D, a prompt's vectors may lead it), with
                      - `positions` (B x T) of every row of x, for LMs that use them inside the layers (RoPE),
                      - `mask` (T x K or B x 1 x T x K, True: may attend), K = prefix + past + T,
@@ -21,6 +22,16 @@ backbone is one module here that subclasses it, and one line in `KINDS`:
                      (keys, values), B x Hkv x T x hd; given a list `states`, it also appends each
                      layer's output to it (sp-baseline --features ulm-states)
     logits           final hidden states -> vocabulary logits
+
+Streams. A multi-stream uLM (pGSLM: units, their durations and their F0) reads more than the tokens:
+`layer_input(vectors, positions, streams)` takes them as one B x T x S integer tensor beside the
+tokens, S = 2 (duration in frames, F0 in cents), one row a token, encoded as `prosody/__init__.py`
+says (`NONE` where the token is no unit: `</s>`, `<s>`, the label, padding); `streams=None` means
+NONE everywhere. They join at `layer_input`, not `embed_tokens`, so that the trainable separator
+replaces only `<s>`'s token vector and keeps the prosody the position carries. The backbone turns the
+values into what its model reads (caps, bins, shifts between the streams); a backbone of one stream
+ignores them. `PromptLM.features`/`forward`, the training loop's `Batch` and sp-sample carry them
+where the data-bin has them.
 
 The backbone is frozen: every weight has `requires_grad=False`, and it stays in eval mode (no
 dropout) while the prompts train. Prompt checkpoints record the backbone's kind (`base.kind`), so
@@ -37,7 +48,7 @@ import importlib
 import torch
 from torch import nn
 
-KINDS = {"fairseq": "fairseq_lm"}  # kind -> module of this package
+KINDS = {"fairseq": "fairseq_lm", "pgslm": "pgslm"}  # kind -> module of this package
 DEFAULT_KIND = "fairseq"
 
 
@@ -64,9 +75,12 @@ class Vocabulary:
     eos: int  # `</s>`: a sentence starts after one and a label ends with one
     pad: int
     unk: int
+    units: tuple[int, int] | None = None  # [first, last + 1) of the unit symbols; default: after 4 specials
 
     def __post_init__(self):
         self._index = {s: i for i, s in enumerate(self.symbols)}
+        if self.units is None:
+            self.units = (4, len(self.symbols))  # fairseq's Dictionary: <s> <pad> </s> <unk>, then the units
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -88,7 +102,8 @@ class Backbone(nn.Module):
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def layer_input(self, vectors: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def layer_input(self, vectors: torch.Tensor, positions: torch.Tensor,
+                    streams: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
@@ -118,6 +133,22 @@ def load(kind: str, path: str, dict_path: str | None = None, device="cpu") -> Ba
 def read_shape(kind: str, path: str) -> Shape:
     """The backbone's shape from its checkpoint, without loading the weights where the format allows."""
     return _module(kind).read_shape(path)
+
+
+def check_streams(kind: str, data: str, has_streams: bool) -> None:
+    """Refuse, in one line, a data-bin without prosody streams for a backbone that reads them."""
+    from ...io import BadInput
+
+    if getattr(_module(kind), "READS_STREAMS", False) and not has_streams:
+        raise BadInput(f"the {kind} backbone reads each unit's duration and F0, and this data-bin has no prosody "
+                       f"streams (SPLIT.dur, SPLIT.f0): make its units with sp-dedup --durations and sp-f0 "
+                       f"(Make: BACKBONE={kind} does)", data)
+
+
+def companion(kind: str, path: str, given: str | None = None) -> str | None:
+    """The file a backbone reads beside its checkpoint (fairseq: dict.txt; pgslm: its F0 bins), the one given
+    first; None where the kind needs none and there is none."""
+    return _module(kind).companion(path, given)
 
 
 def vocabulary(kind: str, path: str, dict_path: str | None = None) -> Vocabulary:

@@ -24,6 +24,9 @@ def dict_path_of(path: str, dict_path: str | None) -> str:
     return dict_path or os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")
 
 
+companion = dict_path_of
+
+
 def vocabulary_of(dictionary) -> Vocabulary:
     return Vocabulary(list(dictionary.symbols), dictionary.bos(), dictionary.eos(), dictionary.pad(), dictionary.unk())
 
@@ -77,7 +80,7 @@ class FairseqLM(Backbone):
     def embed_tokens(self, tokens):
         return self.decoder.embed_tokens(tokens)
 
-    def layer_input(self, vectors, positions):
+    def layer_input(self, vectors, positions, streams=None):  # one stream: the tokens; prosody is not read
         dec = self.decoder
         x = dec.embed_scale * vectors
         if dec.project_in_dim is not None:
