@@ -127,9 +127,11 @@ F0_EDGES = [(i - 15.5) * 60.0 for i in range(31)]  # 32 bins of 60 cents around 
 
 
 def build_ulm(directory: str, layers=2, dim=32, heads=4, ffn=64, units=UNITS, seed=0, discrete=True,
-              shifts="1,1", unvoiced_bin=True, max_duration=20):
+              shifts="1,1", unvoiced_bin=True, max_duration=20, prosody_scale=1.0):
     """A randomly initialised fairseq transformer_ulm (pGSLM's MS-TLM, task speech_unit_modeling), its task
-    and cfg; its data config written to `directory` (as fairseq's pgslm recipe writes one)."""
+    and cfg; its data config written to `directory` (as fairseq's pgslm recipe writes one). `prosody_scale`
+    multiplies the prosody embeddings: fairseq scales the unit embedding by sqrt(dim) and not the others, so
+    at random initialisation prosody is a small part of the input, where a trained pGSLM makes it count."""
     import json
 
     os.makedirs(directory, exist_ok=True)
@@ -152,6 +154,9 @@ def build_ulm(directory: str, layers=2, dim=32, heads=4, ffn=64, units=UNITS, se
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+        for embedding in model.decoder.embed_other_list:
+            if embedding is not None:
+                embedding.weight.mul_(prosody_scale)
     return model, task, cfg
 
 
@@ -160,14 +165,19 @@ def make_ulm(directory: str, **kwargs) -> str:
     import json
 
     model, _task, cfg = build_ulm(directory, **kwargs)
-    path = os.path.join(directory, "ulm.pt")
+    path = save_ulm(model, cfg, os.path.join(directory, "ulm.pt"))
+    with open(os.path.join(directory, "f0_bins.json"), "w") as f:
+        json.dump({"format": "speechprompt-f0-bins/1", "edges_cents": F0_EDGES,
+                   "unvoiced": "symbol" if kwargs.get("unvoiced_bin", True) else "mean"}, f)
+    return path
+
+
+def save_ulm(model, cfg, path: str) -> str:
+    """A transformer_ulm as a fairseq checkpoint."""
     torch.save({"cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
                 "args": None, "extra_state": {},
                 "optimizer_history": [{"criterion_name": "SpeechUnitLmCriterion", "optimizer_name": "Adam",
                                        "lr_scheduler_state": {}, "num_updates": 0}]}, path)
-    with open(os.path.join(directory, "f0_bins.json"), "w") as f:
-        json.dump({"format": "speechprompt-f0-bins/1", "edges_cents": F0_EDGES,
-                   "unvoiced": "symbol" if kwargs.get("unvoiced_bin", True) else "mean"}, f)
     return path
 
 

@@ -126,6 +126,33 @@ def gslm_bundles() -> dict[str, Bundle]:
     return bundles
 
 
+# pGSLM's multi-stream unit LMs (fairseq's examples/textless_nlp/pgslm README, "Pre-trained models": trained on
+# HuBERT-100 units of Libri-Light 6k, prosody streams shifted by 1) with the prosody input, and the F0 bins
+# the quantized one was trained with (32 bins of speaker-mean-normalised log-F0). Their F0 was YAAPT's,
+# interpolated over unvoiced units: F0_TRACKER and F0_OPTS say so.
+PGSLM_ULMS = {"discrete": "discrete_prosody_shift_1_1.pt", "continuous": "continuous_prosody_shift_1_1.pt"}
+PGSLM_F0_BINS = "textless_nlp/pgslm/vocoder/blizzard2013/mean_norm_log_f0_seg_bin.th"
+
+
+def pgslm_bundles() -> dict[str, Bundle]:
+    bundles = {}
+    about, encoder_ckpt = GSLM_FAMILIES["hubert"][:2]
+    for prosody, checkpoint in PGSLM_ULMS.items():
+        files = {"hubert": Asset(encoder_ckpt), "kmeans": Asset("textless_nlp/gslm/hubert/km100/km.bin"),
+                 "ulm": Asset(f"textless_nlp/pgslm/ulm_checkpoints/{checkpoint}")}
+        make = {"ENCODER": "hubert", "HUBERT": "{hubert}", "LAYER": "6", "KMEANS": "{kmeans}", "K": "100",
+                "ULM": "{ulm}", "BACKBONE": "pgslm", "F0_TRACKER": "yaapt", "F0_OPTS": "--interpolate",
+                **GSLM_ULM_SETTINGS}
+        if prosody == "discrete":
+            files["f0_bins"] = Asset(PGSLM_F0_BINS)
+            make["F0_BINS"] = "{f0_bins}"
+        name = f"pgslm-hubert100-{prosody}"
+        bundles[name] = Bundle(name, f"{about}, k-means 100, pGSLM's multi-stream uLM ({prosody} prosody, prosody "
+                                     f"input, shift 1,1){' and its F0 bins' if prosody == 'discrete' else ''}",
+                               files, make)
+    return bundles
+
+
 def _bad_registry(message: str, path: str):
     return BadInput(f"bad asset registry: {message}", path)
 
@@ -168,7 +195,7 @@ def read_registry(path: str) -> dict[str, Bundle]:
 
 
 def registry(extra: list[str] = ()) -> dict[str, Bundle]:
-    bundles = gslm_bundles()
+    bundles = {**gslm_bundles(), **pgslm_bundles()}
     for path in extra:
         bundles.update(read_registry(path))
     return bundles
