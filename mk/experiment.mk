@@ -17,6 +17,15 @@ KMEANS ?=
 K ?= 100
 ULM ?=
 DICT ?=
+# The prompt's backbone (README, pGSLM): gslm, fairseq's transformer_lm over the units; pgslm, pGSLM's
+# multi-stream transformer_ulm over the units, their durations and their F0 (sp-f0 adds F0 to the units).
+BACKBONE ?= gslm
+# pgslm: sp-f0's tracker (praat, fast; yaapt, pGSLM's own), its options, the units' frame rate, and the F0
+# bins of a given ULM (a published pGSLM's *_f0_bin.th; one sp-pretrain makes has f0_bins.json beside it).
+F0_TRACKER ?= praat
+F0_OPTS ?=
+UNIT_RATE ?= 50
+F0_BINS ?=
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
 # auto: by the uLM's width (sp-train --prompt-length auto; the rule is in README.md)
@@ -61,6 +70,7 @@ MANIFEST ?= $(SP)manifest
 KMEANS_FIT ?= $(SP)kmeans
 QUANTIZE ?= $(SP)quantize
 DEDUP ?= $(SP)dedup
+F0 ?= $(SP)f0
 LMDATA ?= $(SP)lmdata
 VERBALIZE ?= $(SP)verbalize
 BINARIZE ?= $(SP)binarize
@@ -69,7 +79,7 @@ TRAIN ?= $(SP)train
 SAMPLE ?= $(SP)sample
 SCORE ?= $(SP)score
 BASELINE ?= $(SP)baseline
-COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE
+COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP F0 LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
@@ -81,7 +91,8 @@ include mk/assets.mk
 # makes the stages that use a changed value look out of date.
 TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP \
-           SYNTH_SPEAKERS MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ $(COMMANDS)
+           SYNTH_SPEAKERS MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ \
+           BACKBONE F0_TRACKER F0_OPTS UNIT_RATE F0_BINS $(COMMANDS)
 quote = '$(subst ','\'',$(strip $1))'
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
@@ -103,10 +114,25 @@ $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__
 uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
 
 # ------------------------------------------------------- 1-4: speech to units
+ifeq ($(filter gslm pgslm,$(BACKBONE)),)
+$(error BACKBONE=$(BACKBONE): expected gslm or pgslm)
+endif
+PGSLM := $(filter pgslm,$(BACKBONE))
+# pgslm: the units carry their durations, and sp-f0 adds their F0 from the manifest's audio.
+DEDUP_ARGS := $(if $(PGSLM),--durations)
+F0_STAGE = $(if $(PGSLM),| $(F0) --tracker $(F0_TRACKER) --unit-rate $(UNIT_RATE) $(F0_OPTS) $1 -)
+UNITS_DEPS := $(call uses,dedup,DEDUP) $(call var,BACKBONE) $(if $(PGSLM),$(call uses,f0,F0) $(call var,F0_TRACKER F0_OPTS UNIT_RATE))
 ifneq ($(UNITS),)
 # Units given (GSLM `name|units|label`): the audio stages are skipped.
 # Repeated lines (duplicate ids) are dropped, counted, by --skip-bad.
-$(EXP)/units/%.tsv: $(UNITS)/%.txt $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
+ifneq ($(PGSLM),)
+# pgslm reads durations and F0, which only a units table of 5 columns (id units label durations f0) has.
+UNITS_COLUMNS := $(shell awk -F'\t' '{print NF; exit}' $(UNITS)/train.txt 2>/dev/null)
+ifneq ($(UNITS_COLUMNS),5)
+$(error BACKBONE=pgslm reads each unit's duration and F0, and UNITS=$(UNITS) has no durations and F0 columns (id units label durations f0): give DATA= (or the offline corpus) so that sp-dedup --durations and sp-f0 make them, or add them to the units tables yourself)
+endif
+endif
+$(EXP)/units/%.tsv: $(UNITS)/%.txt $(UNITS_DEPS) $(call var,UNITS) | $(STAMP)
 	$(DEDUP) --skip-bad $< -o $@
 else
 ifeq ($(DATA),)
@@ -133,8 +159,8 @@ $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call v
 
 QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
 ifeq ($(QUANTIZE_SHARDS),1)
-$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(call uses,dedup,DEDUP) | $(STAMP)
-	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
+$(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(UNITS_DEPS) | $(STAMP)
+	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(strip $(DEDUP) $(DEDUP_ARGS) $(call F0_STAGE,$<)) -o $@
 else
 # QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
 # quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
@@ -145,8 +171,8 @@ $(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUAN
 	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
 endef
 $(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
-$(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(call uses,dedup,DEDUP) | $(STAMP)
-	cat $(filter %.tsv,$^) | $(DEDUP) -o $@
+$(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(EXP)/manifest/%.tsv $(UNITS_DEPS) | $(STAMP)
+	cat $(filter %-of-$(QUANTIZE_SHARDS).tsv,$^) | $(strip $(DEDUP) $(DEDUP_ARGS) $(call F0_STAGE,$(EXP)/manifest/$*.tsv)) -o $@
 endif
 endif
 
@@ -180,14 +206,16 @@ $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_
 	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ BACKBONE) | $(STAMP)
+	$(LAUNCH) $(PRETRAIN) $(<D) --arch $(if $(PGSLM),pgslm,transformer_lm) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+# The backbone's kind and its companion file: GSLM's dict.txt, or pGSLM's F0 bins.
+BACKBONE_ARGS := $(if $(PGSLM),--backbone pgslm $(if $(F0_BINS),--base-dict $(F0_BINS)),$(if $(DICT),--base-dict $(DICT)))
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ BACKBONE F0_BINS) | $(STAMP)
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(BACKBONE_ARGS) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
@@ -207,12 +235,13 @@ $(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manif
 $(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(call uses,score,SCORE) $(call var,METRIC POSITIVE) | $(STAMP)
 	$(SCORE) $< $(SCORE_ARGS) -o $@
 
-# One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`.
+# One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`, the
+# prompt's line ending with its backbone (`backbone=gslm`).
 SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)
 HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; \
             print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
 $(EXP)/summary.txt: $(SCORES)
-	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@
+	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m$$([ $$m = $(EXP)/metrics.json ] && echo '  backbone=$(BACKBONE)')"; done > $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
 predict: $(EXP)/summary.txt

@@ -280,4 +280,44 @@ def test_summary_prints_each_row_headline_metric_by_name_for_the_prompt_and_the_
             assert {"accuracy", "macro_f1", "f1", "eer", "positive", "better", "headline"} <= set(m)
             assert m["positive"] == "speech" and m["better"]["eer"] == "lower" and m["better"]["f1"] == "higher"
             assert m["headline"] == {"metric": metric, "value": m[metric], "better": better}
-            assert line == f"SCR test {metric} {m[metric]:.4f} ({better} is better)  {path}"
+            backbone = "  backbone=gslm" if path == scored[0] else ""  # the prompt's line names its backbone
+            assert line == f"SCR test {metric} {m[metric]:.4f} ({better} is better)  {path}{backbone}"
+
+
+# ------------------------------------------------------------ BACKBONE=pgslm
+def test_pgslm_with_units_lacking_prosody_is_one_line(tree, tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    two_class_units(units)  # GSLM's `name|units|label`: no durations, no F0
+    result = make(tree, "-n", "TASK=SCR", f"UNITS={units}", f"EXP={tmp_path / 'exp'}", "BACKBONE=pgslm", "predict",
+                  check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"BACKBONE=pgslm reads each unit's duration and F0, and UNITS={units} has no durations and F0 columns "
+        "(id units label durations f0): give DATA= (or the offline corpus) so that sp-dedup --durations and sp-f0 "
+        "make them, or add them to the units tables yourself.  Stop.")
+    result = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "BACKBONE=glsm", "predict", check=False)
+    assert "BACKBONE=glsm: expected gslm or pgslm" in result.stderr
+
+
+def test_pgslm_dry_run_adds_durations_and_f0_and_trains_the_multi_stream_ulm(tree, tmp_path):
+    out = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "BACKBONE=pgslm", "predict").stdout)
+    assert "| .venv/bin/sp-dedup --durations | .venv/bin/sp-f0 --tracker praat --unit-rate 50 " in out
+    assert "sp-pretrain " in out and "--arch pgslm" in out and "--backbone pgslm" in out
+    gslm = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "predict").stdout)
+    assert "sp-f0" not in gslm and "--arch transformer_lm" in gslm and "--backbone" not in gslm
+
+
+@pytest.mark.slow
+def test_tiny_offline_chain_with_pgslm(tree, tmp_path):
+    exp = tmp_path / "exp"
+    args = ["TASK=SCR", f"EXP={exp}", "SYNTH_SPEAKERS=12", "BACKBONE=pgslm", *TINY]
+    out = make(tree, *args, "predict").stdout
+    summary = (exp / "summary.txt").read_text().splitlines()
+    assert summary[0].endswith("  backbone=pgslm") and all(line in out for line in summary)
+    row = (exp / "units" / "test.tsv").read_text().splitlines()[0].split("\t")
+    assert len(row) == 5 and len(row[1].split()) == len(row[3].split()) == len(row[4].split())
+    assert json.loads((exp / "prompt.json").read_text())["backbone"] == "pgslm"
+    predictions = [json.loads(line) for line in (exp / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["id"] for p in predictions) == ids(exp / "manifest" / "test.tsv")
+    assert "Nothing to be done" in make(tree, *args, "predict").stdout
