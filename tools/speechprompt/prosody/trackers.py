@@ -43,6 +43,7 @@ def yaapt(wave: np.ndarray) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # scipy's medfilt warns on short clips; the track is right all the same
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 in its NCCF on silent stretches
             pitch = pyaapt.yaapt(basic.SignalObj(signal, RATE), frame_length=F0_WINDOW * 1000,
                                  frame_space=F0_HOP * 1000, nccf_thresh1=0.25, tda_frame_length=25.0)
     except (ValueError, IndexError, ZeroDivisionError):  # YAAPT fails on some clips; pGSLM sets F0 to 0 then
