@@ -329,3 +329,31 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     assert int(correct_sentences(model, batch)) == 2  # the two train labels; label 9 is no candidate
     batch.allowed = None  # over the whole vocabulary: token 10 wins everywhere
     assert int(correct_sentences(model, batch)) == 0
+
+
+def test_batches_padded_for_cuda_graphs_give_the_same_loss_and_gradients(tmp_path):
+    """Padding to a few shapes (graphs.pad_for_graphs) changes no target: the padded positions and targets add
+    nothing to the loss or its gradient."""
+    from speechprompt.prompting.graphs import pad_for_graphs
+
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    rows = toy_rows(40, 1) + [("long", [5] * 9, "yes no")]  # a two-token label: rows differ in their targets
+    data = make_databin(str(tmp_path / "bin"), {"train": rows})
+    backbone = backbones.load("fairseq", lm)
+    torch.manual_seed(0)
+    model = PromptLM(backbone, PromptConfig(3)).train()
+    batches = make_batches(read_split(data, "train", backbone.vocab.index).sentences, backbone.vocab, 8, 4096)
+    padded = pad_for_graphs(batches, backbone.vocab.pad, multiple=16)
+    assert {tuple(b.tokens.shape)[1] % 16 for b in padded} == {0}
+    assert len({b.where.numel() // b.sentences for b in padded}) == 1  # one target count a row: few shapes
+    for plain, pad in zip(batches, padded):
+        assert plain.count == pad.count
+        grads = []
+        for batch in (plain, pad):
+            model.zero_grad()
+            loss = batch_loss(model, batch)
+            loss.backward()
+            grads.append((float(loss), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+        assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+        for a, b in zip(grads[0][1], grads[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
