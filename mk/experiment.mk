@@ -31,7 +31,7 @@ ULM ?=
 DICT ?=
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
-# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in docs/training.md)
 PROMPT_LEN ?= auto
 VERBALIZER ?= freq
 LINEAR_VERBALIZER ?= 0
@@ -41,7 +41,7 @@ EPOCHS ?= auto
 PATIENCE ?= 10
 MAX_TIME ?= 0
 MAX_UPDATE ?= 0
-# auto: by the uLM's width (sp-train --lr auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --lr auto; the rule is in docs/training.md)
 LR ?= auto
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
@@ -62,14 +62,14 @@ BATCH_SIZE ?= 32
 QUANTIZE_SHARDS ?= 1
 # sp-pretrain and sp-train as NPROC processes under torchrun (one a GPU with NCCL, or CPU processes
 # with gloo). Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that
-# product to keep the effective batch (README, "Running at scale").
+# product to keep the effective batch (docs/scaling.md).
 NPROC ?= 1
 UPDATE_FREQ ?= 1
 LAUNCH := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python)
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
-# The command of each stage (README, "Swapping a tool for your own"): tracked like the
+# The command of each stage (docs/make.md, "Swapping a stage for your own"): tracked like the
 # settings, so a command of your own, here or in a task file, reruns its stage and what follows.
 SYNTH ?= $(SP)synth
 MANIFEST ?= $(SP)manifest

@@ -221,8 +221,8 @@ awk -F'\t' -v OFS='\t' '{ n = split($2, u, " "); s = u[1]
 """
 
 
-def test_the_readme_shows_the_awk_dedup_this_file_tests():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_show_the_awk_dedup_this_file_tests():
+    readme = (ROOT / "docs" / "make.md").read_text()
     block = readme.split("    cat > my-dedup <<'EOF'\n")[1].split("    EOF\n")[0]
     assert textwrap.dedent(block) == AWK_DEDUP
 

@@ -90,7 +90,7 @@ def _bad_registry(message: str, path: str):
 
 
 def read_registry(path: str) -> dict[str, Bundle]:
-    """A user registry (JSON, README "With the real GSLM assets"): bundles that add to or replace the built-in ones."""
+    """A user registry (JSON, docs/assets.md): bundles that add to or replace the built-in ones."""
     try:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)

@@ -15,7 +15,7 @@ from .io import BadInput, Group, atomic_output, output_option
 registry_option = click.option(
     "--registry", "registries", multiple=True, type=click.Path(exists=True, dir_okay=False),
     envvar="SPEECHPROMPT_REGISTRY",
-    help="A JSON file of more bundles (README: \"With the real GSLM assets\"); repeatable; "
+    help="A JSON file of more bundles (docs/assets.md); repeatable; "
          "env SPEECHPROMPT_REGISTRY (':'-separated).")
 mirror_option = click.option("--mirror", envvar="SPEECHPROMPT_MIRROR", metavar="URL",
                              help="Take the same paths from this host instead [env SPEECHPROMPT_MIRROR].")
