@@ -10,7 +10,7 @@
 #   bash tests/gpu_check.sh            # or: make gpu-check
 #
 # Environment:
-#   GPU_UNITS        GSLM units (train.txt, valid.txt, test.txt)  [gpu-data/gsc-hubert100, else ../shared/data/gsc-hubert100]
+#   GPU_UNITS        GSLM units (train.txt, valid.txt, test.txt, or .txt.gz)  [tasks/units/gsc-hubert100]
 #   WHEELS           wheels to install first into $SITE (a machine without the project's venv) [.whl, without .venv/]
 #   SITE             where they go                                 [/tmp/site]
 #   PYTHON           the interpreter                               [.venv/bin/python, else python3]
@@ -122,10 +122,10 @@ else
 fi
 
 # ------------------------------------------------------------ prompt tuning on real units
-UNITS_DIR=${GPU_UNITS:-$( [ -d gpu-data/gsc-hubert100 ] && echo gpu-data/gsc-hubert100 || echo ../shared/data/gsc-hubert100 )}
+UNITS_DIR=${GPU_UNITS:-tasks/units/gsc-hubert100}
 if [ "$CUDA" != 1 ] && [ "$DEVICE" != cpu ]; then
     say "prompt: skipped: no CUDA"
-elif [ ! -f "$UNITS_DIR/train.txt" ]; then
+elif [ ! -f "$UNITS_DIR/train.txt" ] && [ ! -f "$UNITS_DIR/train.txt.gz" ]; then
     say "prompt: skipped: no units at $UNITS_DIR (set GPU_UNITS)"
 else
     E=$WORK/prompt
@@ -142,7 +142,8 @@ else
     }
     U=$(cd "$UNITS_DIR" && pwd) P=${PRETRAIN_UPDATES:-300} N=${TRAIN_UPDATES:-1500}
     step data 60 "set -e; cd $E; seq 0 99 | sed 's/\$/ 1/' > dict.txt
-        for s in train valid test; do sp-dedup --skip-bad $U/\$s.txt -o \$s.tsv; sp-lmdata \$s.tsv -o \$s.lm; done
+        for s in train valid test; do f=$U/\$s.txt; [ -f \$f ] || f=\$f.gz
+            sp-dedup --skip-bad \$f -o \$s.tsv; sp-lmdata \$s.tsv -o \$s.lm; done
         sp-lmdata --no-label train.tsv -o ulm.train; sp-lmdata --no-label valid.tsv -o ulm.valid
         sp-binarize --dict dict.txt --out ulm-bin train=ulm.train valid=ulm.valid
         sp-verbalize fit --method freq --seed 1 --dict dict.txt train.lm -o verbalizer.json

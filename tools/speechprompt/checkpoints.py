@@ -20,7 +20,7 @@ import typing
 import numpy as np
 import torch
 
-from .io import BadInput
+from .io import BadInput, file_hash  # noqa: F401  (file_hash: a prompt names its frozen base by it)
 
 
 def _allowlist() -> list:
@@ -136,15 +136,6 @@ def lm_positions(path: str) -> int:
             if value:
                 return int(value)
     return 1024
-
-
-def file_hash(path: str, chunk: int = 1 << 20) -> str:
-    """sha256 of a file: a prompt checkpoint names its frozen base by path and hash."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def json_identity(path: str) -> str:
