@@ -9,7 +9,8 @@ import torch
 
 from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
-from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
+from speechprompt.checkpoints import load_checkpoint, load_lm
+from speechprompt.io import file_hash
 from speechprompt.databin import load_dictionary, read_split
 from speechprompt.prompting import backbones
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM
@@ -309,7 +310,7 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     from speechprompt.prompting.labels import CandidateSteps
     from speechprompt.prompting.loop import Batch, correct_sentences
 
-    pad, eos, vocab = 1, 2, 12
+    eos, vocab = 2, 12
     # train labels: (4,), (5,), (6, 7), (6, 8); so after 6 comes 7 or 8, after (4,) only </s>
     steps = CandidateSteps([(4,), (5,), (6, 7), (6, 8)], eos, vocab)
     allowed = steps.allowed([[6, 8, eos], [9, eos]], "cpu")

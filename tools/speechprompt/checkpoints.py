@@ -20,7 +20,7 @@ import typing
 import numpy as np
 import torch
 
-from .io import BadInput, file_hash  # noqa: F401  (file_hash: a prompt names its frozen base by it)
+from .io import BadInput
 
 
 def _allowlist() -> list:

@@ -22,8 +22,8 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import file_hash, json_identity, save_checkpoint
-from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
+from .checkpoints import json_identity, save_checkpoint
+from .io import BadInput, atomic_output, command, file_hash, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
 
 
