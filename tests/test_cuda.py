@@ -216,8 +216,8 @@ def test_a_graphed_step_adds_the_gradients_of_an_eager_one(tmp_path, precision):
 
 
 def test_sp_train_with_and_without_cuda_graphs_learn_alike(tmp_path, toy):
-    graphs = train(toy, tmp_path / "graphs.pt", "--device", "cuda")
-    eager = train(toy, tmp_path / "eager.pt", "--device", "cuda", "--no-cuda-graphs")
+    graphs = train(toy, tmp_path / "graphs.pt", "--device", "cuda", "--cuda-graphs")
+    eager = train(toy, tmp_path / "eager.pt", "--device", "cuda")
     assert graphs["stop"]["updates"] == eager["stop"]["updates"]
     for key, tensor in eager["prompt"].items():
         torch.testing.assert_close(graphs["prompt"][key], tensor, rtol=1e-3, atol=1e-3)

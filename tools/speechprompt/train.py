@@ -119,8 +119,9 @@ def parse_duration(value) -> float:
                    "chance (0: never).")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
 @runtime_options(precision=True)
-@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
-              help="On one GPU, replay each batch shape's forward and backward as a CUDA graph (prompting/graphs.py).")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+              help="On one GPU, replay each batch shape's forward and backward as a CUDA graph (prompting/graphs.py; "
+                   "docs/gpu.md says how far it is measured).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' (or too long) instead of failing.")
 def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_settings_differ, prompt_length, deep,

@@ -8,8 +8,8 @@ its arithmetic. A graph replays fixed shapes on fixed memory: batches are padded
 ignored by the loss), each shape is captured the first time it comes, and a batch is copied into its
 shape's inputs before the replay. The optimizer step stays outside the graph.
 
-Used by the loop on one CUDA process (`--cuda-graphs auto`); DistributedDataParallel's all-reduce and
-the CPU run the same step eagerly.
+Used by the loop on one CUDA process with `sp-train --cuda-graphs`; DistributedDataParallel's all-reduce
+and the CPU run the same step eagerly.
 """
 from __future__ import annotations
 

@@ -180,11 +180,11 @@ class Interrupt:
 
 def train(model, train_batches: list[Batch], valid_batches: list[Batch], settings: Settings, state_path: str,
           device: torch.device, world=None, chance: float = 0.0, progress: bool = True,
-          cuda_graphs: bool = True) -> tuple[dict, StopRecord]:
+          cuda_graphs: bool = False) -> tuple[dict, StopRecord]:
     """Tune `model`'s prompts; returns the best prompts (by valid accuracy) and why the run stopped.
 
-    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state. On one CUDA
-    process, forward and backward replay CUDA graphs (`prompting/graphs.py`) unless `cuda_graphs` is off."""
+    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state. With
+    `cuda_graphs`, on one CUDA process, forward and backward replay CUDA graphs (`prompting/graphs.py`)."""
     from torch.nn.parallel import DistributedDataParallel
     from tqdm import tqdm
 
