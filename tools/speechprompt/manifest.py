@@ -3,7 +3,7 @@
     sp-manifest speech_commands data/synth --out-dir data/SCR     # train.tsv valid.tsv test.tsv
     sp-manifest fluent_speech_commands /data/fsc --split test     # one split to stdout
 
-Rows are `id  path  offset  num_samples  label  [speaker]` (README "Formats"; the speaker where the
+Rows are `id  path  offset  num_samples  label  [speaker]` (docs/formats.md; the speaker where the
 dataset's adapter names one), sorted by
 id within a split.  Each audio file is probed: unreadable, corrupt or empty
 audio, a rate other than --sample-rate, more than one channel, a segment past
