@@ -15,7 +15,7 @@ ifneq ($(strip $(ASSETS)),)
 # Files the run would not read are not fetched: HuBERT and the k-means when
 # UNITS= skips the audio stages, and a file whose variable the command line sets.
 ASSETS_SKIP := $(sort $(if $(UNITS),hubert kmeans) \
-  $(foreach v,HUBERT KMEANS ULM DICT,$(if $(filter command line,$(origin $v)),$(shell echo $v | tr A-Z a-z))))
+  $(foreach v,HUBERT KMEANS ULM DICT F0_BINS,$(if $(filter command line,$(origin $v)),$(shell echo $v | tr A-Z a-z))))
 ASSETS_MK := $(EXP)/assets/$(subst $() ,+,$(strip $(ASSETS) $(addprefix no-,$(ASSETS_SKIP)))).mk
 include $(ASSETS_MK)
 # Until the fragment is read, the variables it sets hold their defaults: this

@@ -138,8 +138,9 @@ class PGSLM(FairseqLM):
     kind = "pgslm"
 
     def __init__(self, model, task, bins):
-        super(FairseqLM, self).__init__()
+        super(FairseqLM, self).__init__()  # FairseqLM's own __init__ reads a transformer_lm's dictionary
         self.model = model
+        self._table = None  # FairseqLM._positions' table, made on first use
         dec = model.decoder
         _check_supported(dec)
         attn = dec.layers[0].self_attn
@@ -178,7 +179,7 @@ class PGSLM(FairseqLM):
         if dec.project_in_dim is not None:
             x = dec.project_in_dim(x)
         if dec.embed_positions is not None:
-            x = x + self._position_table(int(positions.max()) + 1, x)[positions]
+            x = x + self._positions(positions, x)
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
         return dec.dropout_module(x)
