@@ -170,7 +170,7 @@ def backbone_perplexity(backbone, data: str, split: str, max_tokens: int = 8192)
     """exp of the mean NLL of the unit stream (units and eos) of a data-bin split, through the backbone
     interface with the split's prosody streams, each sentence after an eos (as prompts read it)."""
     from .databin import read_split as read_databin
-    from .prompting.loop import collate_streams
+    from .prompting.data import collate_streams
 
     vocab = backbone.vocab
     device = next(backbone.parameters()).device

@@ -49,7 +49,7 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
     from .prompting.backbones import check_streams
     from .prompting.decoding import Decoder, check_length, collate_prefixes, load_prompt, token_batches
     from .prompting.labels import label_tokens
-    from .prompting.loop import collate_streams
+    from .prompting.data import collate_streams
 
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base, base_dict)

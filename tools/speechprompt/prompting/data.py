@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+import torch
+
 from ..databin import read_split
 from ..io import BadInput, Skipper, log
 from .labels import label_tokens
@@ -47,3 +49,15 @@ def data_identity(data: str) -> str:
         with open(os.path.join(data, name), "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
+
+
+def collate_streams(streams, T: int, shift: int = 0) -> torch.Tensor:
+    """Sentences' streams (each L x S) as B x T x S, the row of token i at column i + `shift` (1: after the
+    `</s>` that starts a sentence), NONE (prosody/__init__.py) before and after."""
+    from ..prosody import NONE_VALUES
+
+    out = torch.tensor(NONE_VALUES, dtype=torch.long).repeat(len(streams), T, 1)
+    for b, values in enumerate(streams):
+        n = min(len(values), T - shift)
+        out[b, shift:shift + n] = values[:n]
+    return out

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from ..checkpoints import save_checkpoint
 from ..io import BadInput, log
 from .graphs import GraphedSteps, pad_for_graphs
+from .data import collate_streams
 from .labels import CandidateSteps, label_tokens
 from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord
 
@@ -131,18 +132,6 @@ def collate(sentences, vocab, classes=None, candidates=None, streams=None) -> Ba
     allowed = candidates.allowed(rows, "cpu") if candidates is not None and classes is None else None
     return Batch(tokens, torch.tensor(where, dtype=torch.long), gold_tensor, torch.tensor(row, dtype=torch.long),
                  int(gold_tensor.ne(-100).sum()), len(sentences), allowed, prosody)
-
-
-def collate_streams(streams, T: int, shift: int = 0) -> torch.Tensor:
-    """Sentences' streams (each L x S) as B x T x S, the row of token i at column i + `shift` (1: after the
-    `</s>` that starts a sentence), NONE (prosody/__init__.py) before and after."""
-    from ..prosody import NONE_VALUES
-
-    out = torch.tensor(NONE_VALUES, dtype=torch.long).repeat(len(streams), T, 1)
-    for b, values in enumerate(streams):
-        n = min(len(values), T - shift)
-        out[b, shift:shift + n] = values[:n]
-    return out
 
 
 def batch_loss(model, batch: Batch) -> torch.Tensor:
