@@ -51,7 +51,7 @@ from .io import BadInput, log
 FORMAT = "speechprompt-assets/1"
 GSLM_HOST = "https://dl.fbaipublicfiles.com/"  # the host fairseq's GSLM README links
 LOCK_FILE = "assets.lock"
-ARCHIVE_SUFFIXES = (".tgz", ".tar.gz")
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".zip")
 CHUNK = 1 << 20
 RETRIES = 3  # fresh attempts after a connection that was cut mid-file (each resumes)
 TIMEOUT = 60  # seconds without a byte before a connection counts as cut
@@ -75,6 +75,7 @@ class Bundle:
     base_url: str = GSLM_HOST
     sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # url path -> pinned hash
     units_only: str | None = None  # why this bundle's units cannot be made here (its uLM needs UNITS=)
+    hosts: dict[str, str] = dataclasses.field(default_factory=dict)  # url path -> its host, where not base_url
 
     def make_keys(self) -> list[str]:
         """The files the Make settings name, in bundle order."""
@@ -168,7 +169,9 @@ def read_registry(path: str) -> dict[str, Bundle]:
 
 
 def registry(extra: list[str] = ()) -> dict[str, Bundle]:
-    bundles = gslm_bundles()
+    from .twist_assets import twist_bundles
+
+    bundles = {**gslm_bundles(), **twist_bundles()}
     for path in extra:
         bundles.update(read_registry(path))
     return bundles
@@ -329,10 +332,14 @@ def check_member(member: tarfile.TarInfo) -> str | None:
 
 
 def unpack(archive: str, target: str, where: str) -> None:
-    """Unpack a .tgz into `target` (made whole, then renamed into place) after checking every member."""
+    """Unpack a .tgz (or .zip) into `target` (made whole, then renamed into place) after checking every member."""
     parent = os.path.dirname(target)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}.", suffix=".unpack")
     try:
+        if archive.endswith(".zip.part") or archive.endswith(".zip"):
+            unpack_zip(archive, tmp, where)
+            os.replace(tmp, target)
+            return
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
@@ -351,6 +358,26 @@ def unpack(archive: str, target: str, where: str) -> None:
             shutil.rmtree(tmp)
 
 
+def unpack_zip(archive: str, into: str, where: str) -> None:
+    """A .zip (TWIST's LMs) into `into`, by the same rules as a .tgz: relative paths without `..`, files and
+    directories only (a member whose Unix mode says link, device or pipe is refused)."""
+    import stat
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                name, mode = member.filename, member.external_attr >> 16
+                why = ("an absolute path" if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) else
+                       "a '..' component" if ".." in re.split(r"[/\\]", name) else
+                       "a link, device or pipe" if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) else None)
+                if why:
+                    raise BadInput(f"refused: member {name!r} is {why}; nothing unpacked", where)
+            zipped.extractall(into)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise BadInput(f"cannot unpack: {_reason(error)}", where) from None
+
+
 # -------------------------------------------------------------------- fetch
 class Store:
     """The cache: fetches a bundle's files, verified, and returns their local paths."""
@@ -360,7 +387,7 @@ class Store:
         self.mirror = mirror
 
     def url(self, bundle: Bundle, path: str) -> str:
-        base = self.mirror or bundle.base_url
+        base = self.mirror or bundle.hosts.get(path, bundle.base_url)
         return urllib.parse.urljoin(base if base.endswith("/") else base + "/", path)
 
     def local(self, path: str) -> str:
