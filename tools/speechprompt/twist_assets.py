@@ -17,7 +17,7 @@ on a smaller machine the hf backbone refuses it from its config before loading.
 """
 from __future__ import annotations
 
-from .asset_store import GSLM_HOST, Asset, Bundle
+from .asset_registry import GSLM_HOST, Asset, Bundle
 
 HF_HOST = "https://huggingface.co/"
 MHUBERT = "slprl/mhubert-base-25hz/resolve/e650040c497987a094e5474763ceca241d6d410a/"
