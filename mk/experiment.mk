@@ -26,12 +26,18 @@ LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
 KMEANS ?=
+# The frame rate KMEANS was fitted at, for a k-means file that does not record it (GSLM's, textlesslib's):
+# sp-quantize refuses an encoder of another rate.
+KMEANS_RATE ?=
 K ?= 100
 ULM ?=
 DICT ?=
-# The prompt's backbone (README, pGSLM): gslm, fairseq's transformer_lm over the units; pgslm, pGSLM's
-# multi-stream transformer_ulm over the units, their durations and their F0 (sp-f0 adds F0 to the units).
-BACKBONE ?= gslm
+# The uLM sp-pretrain makes when ULM is not given: transformer_lm (fairseq), opt (a transformers OPT, run by
+# the hf backbone) or pgslm; BACKBONE: the kind of uLM sp-train gets (fairseq, hf, pgslm: see
+# prompting/backbones/ and docs/backbones.md). pgslm is pGSLM's multi-stream transformer_ulm over the units,
+# their durations and their F0 (sp-f0 adds F0 to the units); BACKBONE=pgslm also pretrains one.
+ULM_ARCH ?= transformer_lm
+BACKBONE ?= $(if $(filter opt,$(ULM_ARCH)),hf,$(if $(filter pgslm,$(ULM_ARCH)),pgslm,fairseq))
 # pgslm: sp-f0's tracker (praat, fast; yaapt, pGSLM's own), its options, the units' frame rate, and the F0
 # bins of a given ULM (a published pGSLM's *_f0_bin.th; one sp-pretrain makes has f0_bins.json beside it).
 F0_TRACKER ?= praat
@@ -116,10 +122,10 @@ include mk/assets.mk
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
-TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
+TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE K ULM DICT ULM_ARCH BACKBONE ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP \
            SYNTH_SPEAKERS MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ \
-           BACKBONE F0_TRACKER F0_OPTS UNIT_RATE F0_BINS $(COMMANDS)
+           F0_TRACKER F0_OPTS UNIT_RATE F0_BINS $(COMMANDS)
 quote = '$(subst ','\'',$(strip $1))'
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
@@ -132,10 +138,11 @@ $(VAR)/%: ;
 var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
 # ------------------------------------------------------- 1-4: speech to units
-ifeq ($(filter gslm pgslm,$(BACKBONE)),)
-$(error BACKBONE=$(BACKBONE): expected gslm or pgslm)
+ifeq ($(filter fairseq hf pgslm,$(BACKBONE)),)
+$(error BACKBONE=$(BACKBONE): expected fairseq (GSLM's transformer_lm), hf or pgslm)
 endif
 PGSLM := $(filter pgslm,$(BACKBONE))
+PRETRAIN_ARCH := $(if $(PGSLM),pgslm,$(ULM_ARCH))
 # pgslm: the units carry their durations, and sp-f0 adds their F0 from the manifest's audio.
 DEDUP_ARGS := $(if $(PGSLM),--durations)
 F0_STAGE = $(if $(PGSLM),| $(F0) --tracker $(F0_TRACKER) --unit-rate $(UNIT_RATE) $(F0_OPTS) $1 -)
@@ -177,10 +184,11 @@ KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
+QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE)
+QUANTIZE_ARGS := $(strip $(ENCODER_ARGS) $(if $(KMEANS_RATE),--kmeans-rate $(KMEANS_RATE)))
 ifeq ($(QUANTIZE_SHARDS),1)
 $(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(UNITS_DEPS) | $(STAMP)
-	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(strip $(DEDUP) $(DEDUP_ARGS) $(call F0_STAGE,$<)) -o $@
+	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(strip $(DEDUP) $(DEDUP_ARGS) $(call F0_STAGE,$<)) -o $@
 else
 # QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
 # quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
@@ -188,7 +196,7 @@ SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
 define quantize_shard
 $(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
 	@mkdir -p $$(@D)
-	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
 endef
 $(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
 $(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(EXP)/manifest/%.tsv $(UNITS_DEPS) | $(STAMP)
@@ -221,21 +229,22 @@ $(EXP)/data-bin/test.id: $(foreach s,$(SPLITS),$(EXP)/lm/$s.vlm) $(BIN_DICT) $(c
 ifneq ($(ULM),)
 ULM_CKPT := $(ULM)
 else
-ULM_CKPT := $(EXP)/ulm/checkpoint_best.pt
+# sp-pretrain --arch opt writes a save_pretrained directory; config.json comes last, so it is the target
+ULM_CKPT := $(if $(filter opt,$(ULM_ARCH)),$(EXP)/ulm-opt/config.json,$(EXP)/ulm/checkpoint_best.pt)
 $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNITS CROP) | $(STAMP)
 	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ BACKBONE) | $(STAMP)
-	$(LAUNCH) $(PRETRAIN) $(<D) --arch $(if $(PGSLM),pgslm,transformer_lm) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_ARCH BACKBONE ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(PRETRAIN) $(<D) $(if $(filter-out transformer_lm,$(PRETRAIN_ARCH)),--arch $(PRETRAIN_ARCH) )--size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-# The backbone's kind and its companion file: GSLM's dict.txt, or pGSLM's F0 bins.
-BACKBONE_ARGS := $(if $(PGSLM),--backbone pgslm $(if $(F0_BINS),--base-dict $(F0_BINS)),$(if $(DICT),--base-dict $(DICT)))
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ BACKBONE F0_BINS) | $(STAMP)
-	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(BACKBONE_ARGS) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
+# The backbone's companion file: GSLM's dict.txt (DICT), or pGSLM's F0 bins (F0_BINS).
+BASE_DICT := $(if $(PGSLM),$(F0_BINS),$(DICT))
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,BACKBONE F0_BINS PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT)$(if $(BASE_DICT), --base-dict $(BASE_DICT)) --backbone $(BACKBONE) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

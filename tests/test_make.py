@@ -320,7 +320,7 @@ def test_summary_prints_each_row_headline_metric_by_name_for_the_prompt_and_the_
             assert {"accuracy", "macro_f1", "f1", "eer", "positive", "better", "headline"} <= set(m)
             assert m["positive"] == "speech" and m["better"]["eer"] == "lower" and m["better"]["f1"] == "higher"
             assert m["headline"] == {"metric": metric, "value": m[metric], "better": better}
-            backbone = "  backbone=gslm" if path == scored[0] else ""  # the prompt's line names its backbone
+            backbone = "  backbone=fairseq" if path == scored[0] else ""  # the prompt's line names its backbone
             assert line == f"SCR test {metric} {m[metric]:.4f} ({better} is better)  {path}{backbone}"
 
 
@@ -337,7 +337,7 @@ def test_pgslm_with_units_lacking_prosody_is_one_line(tree, tmp_path):
         "(id units label durations f0): give DATA= (or the offline corpus) so that sp-dedup --durations and sp-f0 "
         "make them, or add them to the units tables yourself.  Stop.")
     result = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "BACKBONE=glsm", "predict", check=False)
-    assert "BACKBONE=glsm: expected gslm or pgslm" in result.stderr
+    assert "BACKBONE=glsm: expected fairseq (GSLM's transformer_lm), hf or pgslm" in result.stderr
 
 
 def test_pgslm_dry_run_adds_durations_and_f0_and_trains_the_multi_stream_ulm(tree, tmp_path):
@@ -345,7 +345,7 @@ def test_pgslm_dry_run_adds_durations_and_f0_and_trains_the_multi_stream_ulm(tre
     assert "| .venv/bin/sp-dedup --durations | .venv/bin/sp-f0 --tracker praat --unit-rate 50 " in out
     assert "sp-pretrain " in out and "--arch pgslm" in out and "--backbone pgslm" in out
     gslm = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "predict").stdout)
-    assert "sp-f0" not in gslm and "--arch transformer_lm" in gslm and "--backbone" not in gslm
+    assert "sp-f0" not in gslm and "--arch" not in gslm and "--backbone fairseq" in gslm
 
 
 @pytest.mark.slow

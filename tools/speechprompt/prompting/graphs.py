@@ -39,7 +39,13 @@ def pad_for_graphs(batches, pad: int, multiple: int = ROUND) -> list:
         gold = torch.full((n,), -100, dtype=torch.long, device=b.where.device)
         rows = torch.zeros(n, dtype=torch.long, device=b.where.device)
         where[:len(b.where)], gold[:len(b.gold)], rows[:len(b.row)] = row * length + column, b.gold, b.row
-        out.append(dataclasses.replace(b, tokens=tokens, where=where, gold=gold, row=rows))
+        streams = b.streams
+        if streams is not None:  # prosody (multi-stream backbones): padded with the values of no unit
+            from ..prosody import NONE_VALUES
+
+            streams = torch.tensor(NONE_VALUES, dtype=b.streams.dtype, device=b.streams.device).repeat(B, length, 1)
+            streams[:, :T] = b.streams
+        out.append(dataclasses.replace(b, tokens=tokens, where=where, gold=gold, row=rows, streams=streams))
     return out
 
 
@@ -63,6 +69,8 @@ class GraphedSteps:
         static.tokens.copy_(batch.tokens, non_blocking=True)
         static.where.copy_(batch.where, non_blocking=True)
         static.gold.copy_(batch.gold, non_blocking=True)
+        if batch.streams is not None:
+            static.streams.copy_(batch.streams, non_blocking=True)
         scale_tensor.fill_(scale)
         graph.replay()
         return loss
@@ -76,7 +84,8 @@ class GraphedSteps:
 
     def _capture(self, batch):
         static = dataclasses.replace(batch, tokens=batch.tokens.clone(), where=batch.where.clone(),
-                                     gold=batch.gold.clone())
+                                     gold=batch.gold.clone(),
+                                     streams=None if batch.streams is None else batch.streams.clone())
         scale = torch.zeros((), device=batch.tokens.device)  # warm-up and capture add nothing to the gradients
         for p in self.params:  # the graph accumulates into these very tensors
             if p.grad is None:

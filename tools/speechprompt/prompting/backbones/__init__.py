@@ -34,11 +34,16 @@ ignores them. `PromptLM.features`/`forward`, the training loop's `Batch` and sp-
 where the data-bin has them.
 
 The backbone is frozen: every weight has `requires_grad=False`, and it stays in eval mode (no
-dropout) while the prompts train. Prompt checkpoints record the backbone's kind (`base.kind`), so
-`sp-sample` loads the same one; checkpoints written before kinds existed are fairseq's.
+dropout) while the prompts train. Prompt checkpoints record the backbone's kind (`base.kind`) and identity (`identity(kind, path)`, a
+sha256), so `sp-sample` loads the same one; checkpoints written before kinds existed are fairseq's.
 
 Load one with `load(kind, path, dict_path, device)`; read its shape without loading the weights with
-`read_shape(kind, path)`.
+`read_shape(kind, path)`. The kinds:
+
+    fairseq   fairseq's transformer_lm checkpoint (GSLM's hubert100_lm, sp-pretrain's uLMs), dict.txt beside
+    hf        a Hugging Face `transformers` causal LM directory (TWIST, sp-pretrain --arch opt's uLMs):
+              OPT and the LLaMA family, units mapped to tokens by config.json's `offset` (hf_lm.py);
+              needs the optional `transformers`
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ import importlib
 import torch
 from torch import nn
 
-KINDS = {"fairseq": "fairseq_lm", "pgslm": "pgslm"}  # kind -> module of this package
+KINDS = {"fairseq": "fairseq_lm", "hf": "hf_lm", "pgslm": "pgslm"}  # kind -> module of this package
 DEFAULT_KIND = "fairseq"
 
 
@@ -135,6 +140,11 @@ def read_shape(kind: str, path: str) -> Shape:
     return _module(kind).read_shape(path)
 
 
+def identity(kind: str, path: str) -> str:
+    """sha256 of the backbone's files (the checkpoint; a directory's config and weights): what a prompt records."""
+    return _module(kind).identity(path)
+
+
 def check_streams(kind: str, data: str, has_streams: bool) -> None:
     """Refuse, in one line, a data-bin without prosody streams for a backbone that reads them."""
     from ...io import BadInput
@@ -148,7 +158,8 @@ def check_streams(kind: str, data: str, has_streams: bool) -> None:
 def companion(kind: str, path: str, given: str | None = None) -> str | None:
     """The file a backbone reads beside its checkpoint (fairseq: dict.txt; pgslm: its F0 bins), the one given
     first; None where the kind needs none and there is none."""
-    return _module(kind).companion(path, given)
+    find = getattr(_module(kind), "companion", None)
+    return find(path, given) if find else given
 
 
 def vocabulary(kind: str, path: str, dict_path: str | None = None) -> Vocabulary:

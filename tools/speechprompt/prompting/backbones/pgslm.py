@@ -42,7 +42,7 @@ from ...checkpoints import fairseq_globals, load_checkpoint, map_lm, refusing, r
 from ...io import BadInput
 from ...prosody import CENTS_PER_LOG, NONE, UNVOICED
 from . import Vocabulary
-from .fairseq_lm import FairseqLM, _check_supported
+from .fairseq_lm import FairseqLM, _check_supported, identity  # noqa: F401 (identity: the checkpoint's sha256)
 from .fairseq_lm import read_shape as _read_fairseq_shape
 
 READS_STREAMS = True
