@@ -41,7 +41,8 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model, task, cfg = build_ulm(tmp, layers=LAYERS, dim=DIM, heads=max(1, DIM // 64), ffn=4 * DIM, units=100)
+        model, task, cfg = build_ulm(tmp, layers=LAYERS, dim=DIM, heads=max(1, DIM // 64), ffn=4 * DIM, units=100,
+                                     positions=LENGTH + 16)
         path = save_ulm(model, cfg, os.path.join(tmp, "ulm.pt"))
         with open(os.path.join(tmp, "f0_bins.json"), "w") as f:
             json.dump({"format": "speechprompt-f0-bins/1", "edges_cents": F0_EDGES, "unvoiced": "symbol"}, f)

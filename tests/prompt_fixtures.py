@@ -127,7 +127,7 @@ F0_EDGES = [(i - 15.5) * 60.0 for i in range(31)]  # 32 bins of 60 cents around 
 
 
 def build_ulm(directory: str, layers=2, dim=32, heads=4, ffn=64, units=UNITS, seed=0, discrete=True,
-              shifts="1,1", unvoiced_bin=True, max_duration=20, prosody_scale=1.0):
+              shifts="1,1", unvoiced_bin=True, max_duration=20, prosody_scale=1.0, positions=128):
     """A randomly initialised fairseq transformer_ulm (pGSLM's MS-TLM, task speech_unit_modeling), its task
     and cfg; its data config written to `directory` (as fairseq's pgslm recipe writes one). `prosody_scale`
     multiplies the prosody embeddings: fairseq scales the unit embedding by sqrt(dim) and not the others, so
@@ -144,7 +144,7 @@ def build_ulm(directory: str, layers=2, dim=32, heads=4, ffn=64, units=UNITS, se
             "speech_unit_lm_criterion", "--decoder-layers", str(layers), "--decoder-embed-dim", str(dim),
             "--decoder-input-dim", str(dim), "--decoder-output-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn),
             "--decoder-attention-heads", str(heads), "--stream-shifts", shifts, "--max-token-duration",
-            str(max_duration), "--tokens-per-sample", "128", "--max-target-positions", "128", "--cpu"]
+            str(max_duration), "--tokens-per-sample", str(positions), "--max-target-positions", str(positions), "--cpu"]
     argv += ["--discrete-duration", "--discrete-f0"] if discrete else []
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     cfg = convert_namespace_to_omegaconf(args)
