@@ -111,9 +111,9 @@ def test_trainable_values_at_gslm_size(tmp_path):
 # ------------------------------------------- published layout, served locally
 @pytest.fixture
 def published(tmp_path):
-    """A tiny discrete pGSLM and pGSLM-style F0 bins (`{32: natural-log edges}`), served from 127.0.0.1 under
-    the published checkpoint's path, fetched through an sp-assets bundle."""
-    from test_assets import Server, registry
+    """A tiny discrete pGSLM and pGSLM-style F0 bins (`{32: natural-log edges}`), served from 127.0.0.1 under the
+    paths of the published checkpoint and bins, fetched through the built-in bundle pgslm-hubert100-discrete."""
+    from test_assets import Server
 
     ulm = make_ulm(str(tmp_path / "made"), unvoiced_bin=False, units=100)
     bins = tmp_path / "made" / "mean_norm_log_f0_seg_bin.th"
@@ -121,21 +121,21 @@ def published(tmp_path):
     paths = {"ulm": "textless_nlp/pgslm/ulm_checkpoints/discrete_prosody_shift_1_1.pt",
              "f0_bins": "textless_nlp/pgslm/vocoder/blizzard2013/mean_norm_log_f0_seg_bin.th"}
     server = Server({paths["ulm"]: open(ulm, "rb").read(), paths["f0_bins"]: bins.read_bytes()})
-    spec = registry(tmp_path / "registry.json", {"tiny-pgslm": {"about": "a tiny pGSLM", "files": paths,
-                                                                "make": {"ULM": "{ulm}", "F0_BINS": "{f0_bins}",
-                                                                         "BACKBONE": "pgslm"}}})
-    env = dict(os.environ, SPEECHPROMPT_CACHE=str(tmp_path / "cache"))
     try:
-        got = sp("assets", "get", "tiny-pgslm", "--registry", spec, "--mirror", server.url, "--cache",
+        got = sp("assets", "get", "pgslm-hubert100-discrete", "ulm", "f0_bins", "--mirror", server.url, "--cache",
                  tmp_path / "cache").stdout
+        make = sp("assets", "get", "pgslm-hubert100-discrete", "ulm", "f0_bins", "--format", "make", "--mirror",
+                  server.url, "--cache", tmp_path / "cache").stdout
     finally:
         server.close()
     fetched = dict(line.split("\t") for line in got.splitlines())
-    return fetched, env
+    assert fetched["ulm"] == str(tmp_path / "cache" / paths["ulm"])
+    assert "BACKBONE := pgslm" in make or "BACKBONE = pgslm" in make, make
+    return fetched, make
 
 
 def test_pgslm_dictionary_maps_gslm_databins_by_symbol(tmp_path, published):
-    fetched, _env = published
+    fetched, _make = published
     backbone = backbones.load("pgslm", fetched["ulm"], fetched["f0_bins"])
     vocab = backbone.vocab
     assert [vocab.index(str(u)) for u in (0, 5, 99)] == [0, 5, 99]  # units first...
@@ -159,7 +159,7 @@ def test_pgslm_dictionary_maps_gslm_databins_by_symbol(tmp_path, published):
 
 
 def test_pgslm_from_the_bundle_computes_what_fairseq_computes(tmp_path, published):
-    fetched, _env = published
+    fetched, _make = published
     backbone = backbones.load("pgslm", fetched["ulm"], fetched["f0_bins"])
     model, task, _ = build_ulm(str(tmp_path / "b"), unvoiced_bin=False, units=100)
     units, dur, f0 = sample()

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ...checkpoints import fairseq_globals, load_checkpoint, map_lm, refusing, require_lm
 from ...io import BadInput
 from ...prosody import CENTS_PER_LOG, NONE, UNVOICED
-from . import Vocabulary
+from . import Shape, Vocabulary
 from .fairseq_lm import FairseqLM, _check_supported, identity  # noqa: F401 (identity: the checkpoint's sha256)
 from .fairseq_lm import read_shape as _read_fairseq_shape
 
@@ -147,7 +147,6 @@ class PGSLM(FairseqLM):
         cfg = task.cfg
         units = task.source_dictionary.n_units
         self.vocab = _vocabulary(units)
-        from . import Shape
         self.shape = Shape(len(dec.layers), dec.embed_dim, attn.num_heads, attn.num_heads, attn.head_dim,
                            len(task.source_dictionary), model.max_positions())
         self.discrete_duration, self.discrete_f0 = bool(cfg.discrete_duration), bool(cfg.discrete_f0)
