@@ -235,6 +235,13 @@ def test_pretrain_pgslm_from_a_databin_with_prosody(tmp_path):
     assert "--task speech_unit_modeling" in run.stderr and "--stream-shifts 1,1" in run.stderr
     summary = json.loads((tmp_path / "ulm" / "pretrain.json").read_text())
     assert summary["arch"] == "pgslm" and np.isfinite(summary["valid_ppl"])
+    # the backbone reads the checkpoint as fairseq trained it: fairseq's valid token loss (nats over its source
+    # tokens, one more a sentence than the targets with shift 1) is the unit perplexity sp-pretrain reports
+    import re
+    token_loss = float(re.findall(r"valid on 'valid' subset \| .*?token_loss ([0-9.]+)", run.stderr)[-1])
+    sentences = len((tmp_path / "valid.txt").read_text().splitlines())
+    targets = summary["valid_tokens"]  # units and </s>
+    assert summary["valid_ppl"] == pytest.approx(np.exp(token_loss * (targets + sentences) / targets), rel=2e-3)
     bins = json.loads((tmp_path / "ulm" / "f0_bins.json").read_text())
     assert len(bins["edges_cents"]) == 31 and bins["edges_cents"] == sorted(bins["edges_cents"])
     backbone = backbones.load("pgslm", str(tmp_path / "ulm" / "checkpoint_best.pt"))  # f0_bins.json beside it
