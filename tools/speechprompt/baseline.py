@@ -44,12 +44,18 @@ def ulm_states(rows: list[Units], backbone, device: str, batch_size: int = 64) -
     """[N, 2 * layers * d] per-row mean and last hidden state after each layer of the frozen uLM.
 
     Rows run in batches of similar length, right-padded: the LM is causal, so
-    padding after a row's last unit changes none of its states.
+    padding after a row's last unit changes none of its states. Rows with durations (and F0) give a
+    multi-stream uLM (pgslm) their prosody streams.
     """
     from tqdm import tqdm
 
+    from .prompting.batches import collate_streams
+    from .prosody import stream_values
+
     vocab = backbone.vocab
     sequences = [torch.tensor([vocab.eos] + [vocab.index(u) for u in row.units]) for row in rows]
+    streams = [torch.tensor(stream_values(row.durations, row.f0, len(row.units))).T for row in rows] \
+        if all(row.durations is not None for row in rows) else None
     unknown = sum(int((s == vocab.unk).sum()) for s in sequences)
     if unknown:
         log(f"{unknown} units not in the uLM's dictionary read as <unk>")
@@ -66,7 +72,9 @@ def ulm_states(rows: list[Units], backbone, device: str, batch_size: int = 64) -
             positions = torch.arange(tokens.shape[1], device=device).expand(len(batch), -1)
             causal = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool, device=device).tril()
             layers = []
-            backbone.run(backbone.layer_input(backbone.embed_tokens(tokens), positions), positions, causal,
+            prosody = None if streams is None else \
+                collate_streams([streams[i] for i in batch], tokens.shape[1], shift=1).to(device)
+            backbone.run(backbone.layer_input(backbone.embed_tokens(tokens), positions, prosody), positions, causal,
                          states=layers)
             states = torch.stack(layers, 1)  # B x layers x T x d
             valid = (torch.arange(tokens.shape[1], device=device) < lengths[:, None]).float()[:, None, :, None]
