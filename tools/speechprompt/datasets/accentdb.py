@@ -9,7 +9,7 @@ same shares, seeded and per accent: each accent's ids, sorted and shuffled
 with `--seed` and the accent, give 20% (rounded) to test, 16% to valid, the
 rest to train.  Like v2's, the split is by utterance, so speakers appear in
 several splits (most accents have one or two speakers).  Ids:
-`<accent>/speaker_NN/<stem>`.
+`<accent>/speaker_NN/<stem>`; the speaker is `<accent>/speaker_NN`.
 """
 from __future__ import annotations
 
@@ -30,4 +30,4 @@ def accentdb(root: Path, ctx: Context) -> Iterator[Item]:
                  for speaker in subdirectories(accent) for path in audio_files(speaker)}
         split_of = cut(seeded_order(list(paths), f"{ctx.seed}/{accent.name}"), VALID, TEST)
         for uid, path in paths.items():
-            yield Item(split_of[uid], uid, path, accent.name)
+            yield Item(split_of[uid], uid, path, accent.name, speaker=make_id(accent.name, path.parent.name))

@@ -5,7 +5,7 @@ ROOT is the unpacked `LA` folder (or the folder holding it):
 (space-separated, no header: `SPEAKER FILE - SYSTEM KEY`) and the audio
 `ASVspoof2019_LA_{train,dev,eval}/flac/FILE.flac`.  The label is KEY,
 `bonafide` or `spoof`; another value is an unknown label.  train = train.trn,
-valid = dev.trl, test = eval.trl (25,380 / 24,844 / 71,237).  Ids: FILE.
+valid = dev.trl, test = eval.trl (25,380 / 24,844 / 71,237).  Ids: FILE; the speaker: SPEAKER.
 """
 from __future__ import annotations
 
@@ -38,4 +38,5 @@ def asvspoof2019(root: Path, ctx: Context) -> Iterator[Item]:
                 elif fields[4] not in KEYS:
                     ctx.reject(f"unknown key {fields[4]!r} (bonafide or spoof)", where)
                 else:
-                    yield Item(split, fields[1], audio / f"{fields[1]}.flac", fields[4], where=where)
+                    yield Item(split, fields[1], audio / f"{fields[1]}.flac", fields[4], where=where,
+                               speaker=fields[0])

@@ -10,7 +10,7 @@ Split: v2's published train/test lists are not part of the dataset; here a
 sha1 hash of the file name (Google's Speech Commands rule, `--valid-percent`,
 `--test-percent`; tasks/DM_SCR.mk asks for 20% test and 16% valid, v2's 80/20
 re-split of train).  With three speakers the split is by file, not by
-speaker.  Ids: `D_SPK1/02/D_SPK1_c2_(4)` (whitespace in ids becomes `_`).
+speaker.  Ids: `D_SPK1/02/D_SPK1_c2_(4)` (whitespace in ids becomes `_`); the speaker: its folder.
 """
 from __future__ import annotations
 
@@ -34,4 +34,5 @@ def dm_speech_commands(root: Path, ctx: Context) -> Iterator[Item]:
                 continue
             for path in audio_files(command):
                 split = which_set(path.name, ctx.valid_percent, ctx.test_percent)
-                yield Item(split, make_id(speaker.name, command.name, path.stem), path, command.name)
+                yield Item(split, make_id(speaker.name, command.name, path.stem), path, command.name,
+                           speaker=make_id(speaker.name))

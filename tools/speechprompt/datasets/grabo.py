@@ -6,7 +6,7 @@ ROOT/speakers/<spk>/spchdatadir/recording<N>/*.wav (ROOT may also be the
 as SpeechPrompt v2, but in sorted order (v2 took the directory listing's
 order, which is not reproducible): per speaker and command, the files sorted
 by name, the first 2 go to train, the next 4 to valid, the rest to test.
-Ids: `<spk>/recording<N>/<stem>`.
+Ids: `<spk>/recording<N>/<stem>`; the speaker: `<spk>`.
 """
 from __future__ import annotations
 
@@ -31,4 +31,5 @@ def grabo(root: Path, ctx: Context) -> Iterator[Item]:
                 continue
             for rank, path in enumerate(audio_files(command)):
                 split = "train" if rank < TRAIN else "valid" if rank < TRAIN + VALID else "test"
-                yield Item(split, make_id(speaker.name, command.name, path.stem), path, command.name)
+                yield Item(split, make_id(speaker.name, command.name, path.stem), path, command.name,
+                           speaker=make_id(speaker.name))
