@@ -126,6 +126,8 @@ class PromptLM(nn.Module):
             emb = torch.where((tokens == self.sep_index).unsqueeze(-1), self.separator.to(emb.dtype), emb)
         if positions is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
+        if streams is None:  # a backbone of one stream need not take them
+            return self.base.layer_input(emb, positions)
         return self.base.layer_input(emb, positions, streams)
 
     def _heads(self, x):  # (P, kv_dim) -> (1, Hkv, P, hd)

@@ -276,7 +276,7 @@ class OPTWalk(HFLM):
         self.pre_norm = bool(c.do_layer_norm_before)
         self.dropout, self.attention_dropout = float(c.dropout), float(c.attention_dropout)
 
-    def layer_input(self, vectors, positions):
+    def layer_input(self, vectors, positions, streams=None):  # one stream: prosody is not read
         dec = self.decoder
         x = dec.project_in(vectors) if dec.project_in is not None else vectors
         table = dec.embed_positions
@@ -322,7 +322,7 @@ class LlamaWalk(HFLM):
         self.core = model.model
         self.attention_dropout = float(getattr(model.config, "attention_dropout", 0.0) or 0.0)
 
-    def layer_input(self, vectors, positions):
+    def layer_input(self, vectors, positions, streams=None):  # one stream: prosody is not read
         return vectors  # no scaling, no position table: positions act inside the layers (RoPE)
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
