@@ -65,6 +65,12 @@ def test_each_heavy_stage_runs_behind_its_launcher_and_the_light_ones_here(tree,
     assert prefixes["sp-kmeans"] == prefixes["sp-quantize"] == prefixes["sp-sample"] == {"srun --gpus-per-task 1"}
     assert prefixes["sp-pretrain"] == prefixes["sp-train"] == {"srun --gpus-per-task 1 --ntasks 4"}
     assert prefixes["sp-baseline"] == {"srun -c 4"}
+    # a fixed layout over several nodes: LAUNCH, the whole launcher of these two stages
+    fixed = "srun --nodes 2 --ntasks-per-node 2 --gpus-per-task 1"
+    prefixes = launched(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "NPROC=4", f"LAUNCH={fixed}",
+                             "GPU_CMD=srun --gpus-per-task 1", "predict").stdout)
+    assert prefixes["sp-pretrain"] == prefixes["sp-train"] == {fixed}
+    assert prefixes["sp-sample"] == {"srun --gpus-per-task 1"}
     # NPROC without a launcher: torchrun here
     here = launched(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "NPROC=4", "predict").stdout)
     assert here.pop("sp-pretrain") == here.pop("sp-train") == {".venv/bin/torchrun --standalone --nproc_per_node 4 --no-python"}
@@ -152,6 +158,8 @@ def test_a_tiny_chain_run_as_slurm_jobs_writes_what_a_local_run_writes(tree, slu
     assert all(job["JobState"] == "COMPLETED" for job in jobs)
     assert {job["JobName"]: job["NumTasks"] for job in jobs if job["JobName"] in ("sp-pretrain", "sp-train")} \
         == {"sp-pretrain": "2", "sp-train": "2"}
+    shards = [(job["StartTime"], job["EndTime"]) for job in jobs if job["JobName"] == "sp-quantize"]
+    assert any(a < d and c < b for i, (a, b) in enumerate(shards) for c, d in shards[i + 1:])  # some ran at once
     # up to date, with the launchers or without them
     assert make(tree, "-q", *on_slurm, "predict", env=slurm.env(), check=False).returncode == 0
     assert make(tree, "-q", *on_slurm[:-2], "predict", check=False).returncode == 0
