@@ -9,9 +9,9 @@ SLURM step of several tasks has none of them: `world()` derives them from the st
 SLURM_LOCALID, SLURM_STEP_NUM_TASKS, the step's first node and a port of the job and step) and
 exports them, so the process is placed as torchrun would place it. The process group is initialised
 from them (`env://`), with NCCL between GPUs (one GPU a process: `cuda:LOCAL_RANK`, or the one GPU
-that SLURM's `--gpus-per-task 1` leaves the process) and gloo between CPU processes. Each process reads its own share of every
-epoch's batches, so a batch option (`--max-tokens`, `--batch-size`) is per process and one
-update sees processes x update-freq of them: the effective batch. The same batches make the same
+that SLURM's `--gpus-per-task 1` leaves the process) and gloo between CPU processes. Each process
+reads its own share of every epoch's batches, so a batch option (`--max-tokens`, `--batch-size`) is
+per process and one update sees processes x update-freq of them: the effective batch. The same batches make the same
 updates with N processes and update-freq U as with 1 process and update-freq N x U.
 Only the process of rank 0 writes outputs.
 """
@@ -41,7 +41,7 @@ def world() -> World:
     if "RANK" not in os.environ:
         derived = slurm_environment(os.environ)
         os.environ.update(derived)
-        if derived and "OMP_NUM_THREADS" in derived:  # torchrun's default: no process takes every core
+        if "OMP_NUM_THREADS" in derived:  # torchrun's default: no process takes every core
             torch.set_num_threads(int(derived["OMP_NUM_THREADS"]))
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
                  int(os.environ.get("WORLD_SIZE", 1)))
