@@ -1,4 +1,5 @@
-"""Training on several processes: torchrun or SLURM starts them, fairseq's distributed training joins them.
+"""Training on several processes: torchrun or SLURM starts them; sp-train's loop (`join`) or fairseq's
+distributed training (sp-pretrain) joins them.
 
     torchrun --nproc_per_node N --no-python sp-pretrain DATA --save-dir ULM ...
     torchrun --nproc_per_node N --no-python sp-train DATA --base ULM/checkpoint_best.pt -o prompt.pt ...
@@ -11,8 +12,9 @@ exports them, so the process is placed as torchrun would place it. The process g
 from them (`env://`), with NCCL between GPUs (one GPU a process: `cuda:LOCAL_RANK`, or the one GPU
 that SLURM's `--gpus-per-task 1` leaves the process) and gloo between CPU processes. Each process
 reads its own share of every epoch's batches, so a batch option (`--max-tokens`, `--batch-size`) is
-per process and one update sees processes x update-freq of them: the effective batch. The same batches make the same
-updates with N processes and update-freq U as with 1 process and update-freq N x U.
+per process and one update sees processes x update-freq of them: the effective batch. The same
+batches make the same updates with N processes and update-freq U as with 1 process and update-freq
+N x U.
 Only the process of rank 0 writes outputs.
 """
 from __future__ import annotations
@@ -105,8 +107,15 @@ def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> lis
     return argv
 
 
+def join(device: torch.device, here: World) -> None:
+    """Join the other processes, torchrun's or the SLURM step's (`env://`): NCCL between GPUs, gloo between CPU
+    processes."""
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
+                                         rank=here.rank, world_size=here.size)
+
+
 def leave() -> None:
-    """Close the process group that fairseq opened, so that the process exits cleanly."""
+    """Close the process group, so that the process exits cleanly."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
