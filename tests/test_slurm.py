@@ -165,31 +165,52 @@ def test_a_tiny_chain_run_as_slurm_jobs_writes_what_a_local_run_writes(tree, slu
     assert make(tree, "-q", *on_slurm[:-2], "predict", check=False).returncode == 0
 
 
+def cancel_when(slurm, running, log, tool, ready, seconds=180):
+    """scancel the job running `tool` once `ready()` holds; return its id once make has exited, and make's output."""
+    deadline, job = time.monotonic() + seconds, None
+    while job is None and time.monotonic() < deadline and running.poll() is None:
+        jobs = [j for j in slurm.jobs() if j["JobName"] == tool and j["JobState"] == "RUNNING"]
+        if jobs and ready():
+            job = jobs[0]["JobId"]
+        time.sleep(0.2)
+    assert job, f"{tool} was not cancelled:\n" + log.read_text()[-3000:]
+    slurm.run("scancel", job)
+    assert running.wait(120) != 0
+    return job, log.read_text()
+
+
 @pytest.mark.slow
 def test_a_job_cancelled_mid_stage_leaves_nothing_done_and_the_rerun_resumes_there(tree, slurm, tmp_path):  # noqa: F811
     exp, units = tmp_path / "exp", toy_units(tmp_path / "units")
-    args = ["TASK=SCR", f"EXP={exp}", f"UNITS={units}", "K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=30", "GPU_CMD=srun"]
-    ulm = exp / "ulm"
-    with open(tmp_path / "make.log", "w") as log:
-        running = subprocess.Popen(["make", "--no-print-directory", VENV, *args, "ulm"], cwd=tree, env=slurm.env(),
-                                   stdout=log, stderr=subprocess.STDOUT)
-    # the pretraining job runs and has begun its work (its scratch directory exists): cancel it
-    deadline, job = time.monotonic() + 120, None
-    while job is None and time.monotonic() < deadline and running.poll() is None:
-        running_jobs = [j for j in slurm.jobs() if j["JobName"] == "sp-pretrain" and j["JobState"] == "RUNNING"]
-        if running_jobs and list(ulm.glob(".train.*")):
-            job = running_jobs[0]["JobId"]
-        time.sleep(0.2)
-    assert job, (tmp_path / "make.log").read_text()[-3000:]
-    slurm.run("scancel", job)
-    assert running.wait(120) != 0
-    out = (tmp_path / "make.log").read_text()
+    args = ["TASK=SCR", f"EXP={exp}", f"UNITS={units}", "K=24", "ULM_SIZE=tiny", "ULM_EPOCHS=10", "EPOCHS=20",
+            "PATIENCE=0", "GPU_CMD=srun"]
+    ulm, prompt, state = exp / "ulm", exp / "prompt.pt", exp / "prompt.pt.work" / "state.pt"
+
+    def start(log):
+        with open(log, "w") as out:
+            return subprocess.Popen(["make", "--no-print-directory", VENV, *args, prompt], cwd=tree, env=slurm.env(),
+                                    stdout=out, stderr=subprocess.STDOUT)
+
+    # sp-pretrain cancelled once its work has begun (its scratch directory exists): it leaves nothing
+    job, out = cancel_when(slurm, start(tmp_path / "1.log"), tmp_path / "1.log", "sp-pretrain",
+                           lambda: list(ulm.glob(".train.*")))
     assert f"STEP {job}.0 ON" in out and "CANCELLED" in out
     assert final_state(slurm, job) == "CANCELLED"
     assert not (ulm / "checkpoint_best.pt").exists() and not list(ulm.glob(".train.*"))  # nothing done, no litter
-    assert make(tree, "-q", *args, "ulm", env=slurm.env(), check=False).returncode == 1
+    assert make(tree, "-q", *args, prompt, env=slurm.env(), check=False).returncode == 1
 
-    rerun = make(tree, *args, "ulm", env=slurm.env()).stdout
-    assert launched(rerun) == {"sp-pretrain": {"srun"}}  # the stages before it stay done
-    assert (ulm / "checkpoint_best.pt").exists() and json.loads((ulm / "pretrain.json").read_text())["processes"] == 1
-    assert make(tree, "-q", *args, "ulm", env=slurm.env(), check=False).returncode == 0
+    # the rerun starts at sp-pretrain (the stages before it stay done); sp-train, cancelled after a
+    # validation, keeps its resume state but writes no prompt
+    job, out = cancel_when(slurm, start(tmp_path / "2.log"), tmp_path / "2.log", "sp-train", state.exists)
+    assert launched(out) == {"sp-pretrain": {"srun"}, "sp-train": {"srun"}}
+    assert (ulm / "checkpoint_best.pt").exists() and "interrupted at update" in out
+    assert final_state(slurm, job) == "CANCELLED"
+    assert state.exists() and not prompt.exists()
+    assert make(tree, "-q", *args, prompt, env=slurm.env(), check=False).returncode == 1
+
+    # and the next rerun resumes sp-train from that state
+    result = make(tree, *args, prompt, env=slurm.env())
+    assert launched(result.stdout) == {"sp-train": {"srun"}}
+    assert f"resumed from {state}" in result.stderr
+    assert prompt.exists() and not state.exists()
+    assert make(tree, "-q", *args, prompt, env=slurm.env(), check=False).returncode == 0
