@@ -8,6 +8,18 @@
 EXP ?= exp/$(TASK)
 DATA ?=
 UNITS ?=
+# Make splits words at blanks: a path with a space, tab or newline cannot name a target. Refused here,
+# before anything is written (the variables below are recorded under $(EXP)).
+tab := $()	$()
+define newline
+
+
+endef
+has_blank = $(subst x$1x,,x$(subst $() ,,$(subst $(tab),,$(subst $(newline),,$1)))x)
+BLANK_PATHS := $(strip $(foreach v,EXP DATA UNITS,$(if $(call has_blank,$($v)),$v)))
+ifneq ($(BLANK_PATHS),)
+$(error $(firstword $(BLANK_PATHS)) holds a space, tab or newline, which Make cannot take in a path: give a path without (a symbolic link to it will do))
+endif
 ENCODER ?= logmel
 # Kaldi's front end on the log-mel encoder (add-deltas, per-utterance CMVN, 50 frames/s): far better units.
 LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
@@ -19,7 +31,7 @@ ULM ?=
 DICT ?=
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
-# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in docs/training.md)
 PROMPT_LEN ?= auto
 VERBALIZER ?= freq
 LINEAR_VERBALIZER ?= 0
@@ -29,7 +41,7 @@ EPOCHS ?= auto
 PATIENCE ?= 10
 MAX_TIME ?= 0
 MAX_UPDATE ?= 0
-# auto: by the uLM's width (sp-train --lr auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --lr auto; the rule is in docs/training.md)
 LR ?= auto
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
@@ -41,7 +53,10 @@ CROP ?= center
 # The headline metric of summary.txt (accuracy, macro_f1, f1, eer) and the label whose F1/EER is reported.
 METRIC ?= accuracy
 POSITIVE ?=
-MANIFEST_OPTS ?=
+# sp-manifest's options: audio at the files' own rates and channel counts (sp-quantize resamples and mixes down).
+MANIFEST_OPTS ?= --any-rate
+# 1 in a task file: with neither DATA nor UNITS, the corpus is synthesised offline (sp-synth).
+SYNTH_CORPUS ?=
 BATCH_SIZE ?= 32
 # Quantize each split as this many shards, each a target of its own: `make -j N QUANTIZE_SHARDS=N`.
 QUANTIZE_SHARDS ?= 1
@@ -63,7 +78,7 @@ LAUNCH := $(if $(filter-out 1,$(NPROC)),$(if $(GPU_CMD),$(GPU_CMD) --ntasks $(NP
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
-# The command of each stage (README, "Swapping a tool for your own"): tracked like the
+# The command of each stage (docs/make.md, "Swapping a stage for your own"): tracked like the
 # settings, so a command of your own, here or in a task file, reruns its stage and what follows.
 SYNTH ?= $(SP)synth
 MANIFEST ?= $(SP)manifest
@@ -78,10 +93,22 @@ TRAIN ?= $(SP)train
 SAMPLE ?= $(SP)sample
 SCORE ?= $(SP)score
 BASELINE ?= $(SP)baseline
-COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE
+SWEEP_TABLE ?= $(SP)sweep
+COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE \
+            SWEEP_TABLE
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
+# ------------------------------------------------------- modules as files
+# DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by mk/deps.py
+# (under the environment's own Python) and rebuilt when a module changes (Make remakes an included
+# makefile first, dry runs too).
+include $(EXP)/.deps.mk
+$(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py) | $(STAMP)
+	@mkdir -p $(@D) && $(BIN)/python mk/deps.py tools/pyproject.toml > $@
+# A stage's prerequisites: its tools' modules and the variables of its commands.
+uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
+
 include mk/assets.mk
 
 # ------------------------------------------------------ variables as files
@@ -102,21 +129,14 @@ $(VAR)/%: ;
 .PHONY: FORCE
 var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
-# ------------------------------------------------------- modules as files
-# DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by
-# mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
-include $(EXP)/.deps.mk
-$(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
-	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@
-# A stage's prerequisites: its tools' modules and the variables of its commands.
-uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
-
 # ------------------------------------------------------- 1-4: speech to units
 ifneq ($(UNITS),)
-# Units given (GSLM `name|units|label`): the audio stages are skipped.
+# Units given (GSLM `name|units|label`, SPLIT.txt or SPLIT.txt.gz): the audio stages are skipped.
 # Repeated lines (duplicate ids) are dropped, counted, by --skip-bad.
-$(EXP)/units/%.tsv: $(UNITS)/%.txt $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
-	$(DEDUP) --skip-bad $< -o $@
+units_file = $(firstword $(wildcard $(UNITS)/$1.txt $(UNITS)/$1.txt.gz) $(UNITS)/$1.txt)
+$(foreach s,$(SPLITS),$(eval $(EXP)/units/$s.tsv: $(call units_file,$s)))
+$(EXP)/units/%.tsv: $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
+	$(DEDUP) --skip-bad $(call units_file,$*) -o $@
 else
 ifeq ($(DATA),)
 ifeq ($(SYNTH_CORPUS),)

@@ -22,8 +22,8 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import file_hash, json_identity, save_checkpoint
-from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
+from .checkpoints import json_identity, save_checkpoint
+from .io import BadInput, atomic_output, command, file_hash, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
 
 
@@ -119,12 +119,15 @@ def parse_duration(value) -> float:
                    "chance (0: never).")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
 @runtime_options(precision=True)
+@click.option("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+              help="On one GPU, replay each batch shape's forward and backward as a CUDA graph (prompting/graphs.py; "
+                   "docs/gpu.md says how far it is measured).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' (or too long) instead of failing.")
 def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_settings_differ, prompt_length, deep,
          input_prompt, separator, linear_verbalizer, num_classes, finetune, lr, lr_schedule, warmup_updates, clip_norm,
          batch_size, max_tokens, update_freq, max_epoch, max_update, max_time, patience, valid_every, device, threads,
-         precision, seed, skip_bad):
+         precision, cuda_graphs, seed, skip_bad):
     from .locks import exclusive
     from .prompting import backbones
     from .prompting.data import data_identity, labelled_sentences
@@ -189,7 +192,8 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
             log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
         try:
             best, record = train(model, train_batches, valid_batches, settings, state_path, device, here,
-                                 chance_level([label_text(seq, vocab) for seq in valid_sentences]))
+                                 chance_level([label_text(seq, vocab) for seq in valid_sentences]),
+                                 cuda_graphs=cuda_graphs)
         finally:
             distributed.leave()
         if not here.main:  # rank 0 writes the prompt checkpoint

@@ -18,8 +18,8 @@ import os
 
 import torch
 
-from ..checkpoints import file_hash, load_checkpoint
-from ..io import BadInput
+from ..checkpoints import load_checkpoint
+from ..io import BadInput, file_hash
 from .labels import LabelTrie
 
 PROMPT_KEYS = {"prompt", "config", "labels", "base"}

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..checkpoints import save_checkpoint
 from ..io import BadInput, log
+from .graphs import GraphedSteps, pad_for_graphs
 from .labels import CandidateSteps, label_tokens
 from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord
 
@@ -178,15 +179,20 @@ class Interrupt:
 
 
 def train(model, train_batches: list[Batch], valid_batches: list[Batch], settings: Settings, state_path: str,
-          device: torch.device, world=None, chance: float = 0.0, progress: bool = True) -> tuple[dict, StopRecord]:
+          device: torch.device, world=None, chance: float = 0.0, progress: bool = True,
+          cuda_graphs: bool = False) -> tuple[dict, StopRecord]:
     """Tune `model`'s prompts; returns the best prompts (by valid accuracy) and why the run stopped.
 
-    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state."""
+    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state. With
+    `cuda_graphs`, on one CUDA process, forward and backward replay CUDA graphs (`prompting/graphs.py`)."""
     from torch.nn.parallel import DistributedDataParallel
     from tqdm import tqdm
 
     rank, size = (world.rank, world.size) if world else (0, 1)
     torch.manual_seed(settings.seed)
+    graphed = cuda_graphs and device.type == "cuda" and size == 1
+    if graphed:
+        train_batches = pad_for_graphs(train_batches, model.base.vocab.pad)
     train_batches = [b.to(device) for b in train_batches]
     valid_batches = [b.to(device) for b in valid_batches]
     per_update = size * settings.update_freq
@@ -197,6 +203,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                                  fused=device.type == "cuda" or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(settings, total_updates))
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
+    autocast = lambda: torch.autocast(device.type, dtype=half, enabled=half is not None)  # noqa: E731
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
     stop = EarlyStop(settings.patience, chance)
     record = StopRecord(chance=chance)
@@ -238,7 +245,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
         model.eval()
         correct = torch.zeros((), device=device, dtype=torch.long)
         core = model.module if hasattr(model, "module") else model
-        with torch.autocast(device.type, dtype=half, enabled=half is not None):
+        with autocast():
             for batch in valid_batches[rank::size]:
                 correct += correct_sentences(core, batch)
         if size > 1:
@@ -249,6 +256,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
     if size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
+    step = GraphedSteps(model, batch_loss, autocast, scaler) if graphed else None
     started = time.monotonic() - position["seconds"]
     reason = None
     with Interrupt() as interrupt:
@@ -268,12 +276,16 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                     steps += [(train_batches[chosen[0]], 0.0)] * (settings.update_freq - len(steps))
                 summed = torch.zeros((), device=device)
                 for k, (batch, weight) in enumerate(steps):
+                    scale = weight * size / max(count, 1)  # the update's gradient: its summed loss over its targets
+                    if step is not None:
+                        summed += step(batch, scale) * weight
+                        continue
                     sync = k == len(steps) - 1 or size == 1
                     context = model.no_sync() if size > 1 and not sync else contextlib.nullcontext()
-                    with context, torch.autocast(device.type, dtype=half, enabled=half is not None):
+                    with context, autocast():
                         loss = batch_loss(model, batch)
                         summed += loss.detach() * weight
-                        loss = loss * (weight * size / max(count, 1))
+                        loss = loss * scale
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 if scaler is not None:
                     scaler.unscale_(optimizer)
@@ -284,7 +296,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                     scaler.update()
                 else:
                     optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=step is None)  # graphs add into the same gradient tensors
                 lr = scheduler.get_last_lr()[0]
                 scheduler.step()
                 epoch_loss += summed
