@@ -181,7 +181,8 @@ def test_a_graphed_step_adds_the_gradients_of_an_eager_one(tmp_path, precision):
     from speechprompt.databin import read_split
     from speechprompt.prompting import backbones
     from speechprompt.prompting.graphs import GraphedSteps, pad_for_graphs
-    from speechprompt.prompting.loop import batch_loss, make_batches
+    from speechprompt.prompting.batches import make_batches
+    from speechprompt.prompting.loop import batch_loss
     from speechprompt.prompting.model import PromptConfig, PromptLM
 
     lm = make_lm(str(tmp_path / "lm"), normalize_before=True)

@@ -15,7 +15,8 @@ from speechprompt.databin import load_dictionary, read_split
 from speechprompt.prompting import backbones
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM
 from speechprompt.prompting.labels import label_tokens
-from speechprompt.prompting.loop import batch_loss, make_batches
+from speechprompt.prompting.batches import make_batches
+from speechprompt.prompting.loop import batch_loss
 from speechprompt.prompting.model import PromptConfig, PromptLM
 
 
@@ -308,7 +309,8 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     if another token of the vocabulary is likelier (seen on a GSLM-sized uLM early in tuning: accuracy 0
     over the vocabulary, 0.14 decoded); a label that no train label has never counts."""
     from speechprompt.prompting.labels import CandidateSteps
-    from speechprompt.prompting.loop import Batch, correct_sentences
+    from speechprompt.prompting.batches import Batch
+    from speechprompt.prompting.loop import correct_sentences
 
     eos, vocab = 2, 12
     # train labels: (4,), (5,), (6, 7), (6, 8); so after 6 comes 7 or 8, after (4,) only </s>

@@ -134,7 +134,8 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
     from .prompting.defaults import (ANCHORS, LENGTH_ANCHORS, MIN_EPOCHS, MIN_UPDATES, anchors_text, auto_epoch_bound,
                                      auto_epochs, auto_lr, auto_prompt_length)
     from .prompting.labels import CandidateSteps, distinct_labels, label_text
-    from .prompting.loop import Settings, make_batches, train
+    from .prompting.batches import make_batches
+    from .prompting.loop import Settings, train
     from .prompting.model import PromptConfig, PromptLM
     from .prompting.stopping import chance_level
 
