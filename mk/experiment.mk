@@ -26,9 +26,16 @@ LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
 KMEANS ?=
+# The frame rate KMEANS was fitted at, for a k-means file that does not record it (GSLM's, textlesslib's):
+# sp-quantize refuses an encoder of another rate.
+KMEANS_RATE ?=
 K ?= 100
 ULM ?=
 DICT ?=
+# The uLM sp-pretrain makes when ULM is not given: transformer_lm (fairseq) or opt (a transformers OPT,
+# run by the hf backbone); BACKBONE: the kind of uLM sp-train gets (fairseq, hf: see prompting/backbones/).
+ULM_ARCH ?= transformer_lm
+BACKBONE ?= $(if $(filter opt,$(ULM_ARCH)),hf,fairseq)
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
 # auto: by the uLM's width (sp-train --prompt-length auto; the rule is in docs/training.md)
@@ -63,11 +70,11 @@ QUANTIZE_SHARDS ?= 1
 # Where the heavy stages run (Kaldi's cmd.sh): a prefix before their commands. Empty, they run here;
 # on SLURM, e.g. CPU_CMD='srun -c 4 --mem=16G' GPU_CMD='srun --gpus-per-task 1 -c 8 --mem=64G', and
 # `make -j N` submits N independent stages at once (docs/scaling.md). CPU_CMD: k-means and quantizing
-# on log-mel, the baselines; GPU_CMD: k-means and quantizing on HuBERT, pretraining, prompt tuning,
-# decoding. Not tracked: where a stage runs does not change what it writes.
+# on log-mel, the baselines; GPU_CMD: k-means and quantizing with a neural encoder (HuBERT), pretraining,
+# prompt tuning, decoding. Not tracked: where a stage runs does not change what it writes.
 CPU_CMD ?=
 GPU_CMD ?=
-FRONT_END_CMD := $(if $(filter hubert,$(ENCODER)),$(GPU_CMD),$(CPU_CMD))
+FRONT_END_CMD := $(if $(filter logmel,$(ENCODER)),$(CPU_CMD),$(GPU_CMD))
 # sp-pretrain and sp-train as NPROC processes (one a GPU with NCCL, or CPU processes with gloo): under
 # torchrun here, or as one SLURM step of NPROC tasks with GPU_CMD (it must end with srun's options).
 # Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that product to keep
@@ -115,7 +122,7 @@ include mk/assets.mk
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
-TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
+TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE K ULM DICT ULM_ARCH BACKBONE ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP \
            SYNTH_SPEAKERS MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ $(COMMANDS)
 quote = '$(subst ','\'',$(strip $1))'
@@ -160,10 +167,11 @@ KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(FRONT_END_CMD) $(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
+QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE)
+QUANTIZE_ARGS := $(strip $(ENCODER_ARGS) $(if $(KMEANS_RATE),--kmeans-rate $(KMEANS_RATE)))
 ifeq ($(QUANTIZE_SHARDS),1)
 $(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(call uses,dedup,DEDUP) | $(STAMP)
-	$(FRONT_END_CMD) $(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
+	$(FRONT_END_CMD) $(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
 else
 # QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
 # quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
@@ -171,7 +179,7 @@ SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
 define quantize_shard
 $(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
 	@mkdir -p $$(@D)
-	$(FRONT_END_CMD) $(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+	$(FRONT_END_CMD) $(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
 endef
 $(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
 $(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(call uses,dedup,DEDUP) | $(STAMP)
@@ -204,19 +212,20 @@ $(EXP)/data-bin/test.id: $(foreach s,$(SPLITS),$(EXP)/lm/$s.vlm) $(BIN_DICT) $(c
 ifneq ($(ULM),)
 ULM_CKPT := $(ULM)
 else
-ULM_CKPT := $(EXP)/ulm/checkpoint_best.pt
+# sp-pretrain --arch opt writes a save_pretrained directory; config.json comes last, so it is the target
+ULM_CKPT := $(if $(filter opt,$(ULM_ARCH)),$(EXP)/ulm-opt/config.json,$(EXP)/ulm/checkpoint_best.pt)
 $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNITS CROP) | $(STAMP)
 	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_ARCH ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(PRETRAIN) $(<D) $(if $(filter opt,$(ULM_ARCH)),--arch opt )--size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,BACKBONE PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT)$(if $(DICT), --base-dict $(DICT)) --backbone $(BACKBONE) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(GPU_CMD) $(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

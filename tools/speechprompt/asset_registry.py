@@ -7,44 +7,14 @@ fetches them into the verified cache.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
+from .asset_bundle import GSLM_HOST, Asset, Bundle
 from .io import BadInput
+from .twist_assets import twist_bundles
 
 FORMAT = "speechprompt-assets/1"
-GSLM_HOST = "https://dl.fbaipublicfiles.com/"  # the host fairseq's GSLM README links
-
-
-@dataclasses.dataclass
-class Asset:
-    """One file of a bundle: `url` is a path on the host (and in the cache); `member` a file inside it."""
-
-    url: str
-    member: str | None = None
-
-
-@dataclasses.dataclass
-class Bundle:
-    name: str
-    about: str
-    files: dict[str, Asset]
-    make: dict[str, str]  # Make variable -> value, `{key}` standing for the local path of files[key]
-    base_url: str = GSLM_HOST
-    sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # url path -> pinned hash
-    units_only: str | None = None  # why this bundle's units cannot be made here (its uLM needs UNITS=)
-
-    def make_keys(self) -> list[str]:
-        """The files the Make settings name, in bundle order."""
-        named = {ref for value in self.make.values() for ref in re.findall(r"{(\w+)}", value)}
-        return [key for key in self.files if key in named]
-
-    def downloads(self, keys) -> list[str]:
-        """The url paths to fetch for `keys`, each once, in bundle order."""
-        return list(dict.fromkeys(self.files[k].url for k in keys))
-
-
 # The acoustic models and k-means of fairseq's examples/textless_nlp/gslm/speech2unit README,
 # the unit LMs of its ulm README. Each uLM archive holds DIR/checkpoint_best.pt and DIR/dict.txt.
 GSLM_FAMILIES = {
@@ -127,7 +97,7 @@ def read_registry(path: str) -> dict[str, Bundle]:
 
 
 def registry(extra: list[str] = ()) -> dict[str, Bundle]:
-    bundles = gslm_bundles()
+    bundles = {**gslm_bundles(), **twist_bundles()}
     for path in extra:
         bundles.update(read_registry(path))
     return bundles

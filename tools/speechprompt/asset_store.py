@@ -41,11 +41,11 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .asset_registry import Bundle
+from .asset_bundle import Bundle
 from .io import BadInput, file_hash, log
 
 LOCK_FILE = "assets.lock"
-ARCHIVE_SUFFIXES = (".tgz", ".tar.gz")
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".zip")
 CHUNK = 1 << 20
 RETRIES = 3  # fresh attempts after a connection that was cut mid-file (each resumes)
 TIMEOUT = 60  # seconds without a byte before a connection counts as cut
@@ -194,6 +194,10 @@ def unpack(archive: str, target: str, where: str) -> None:
     parent = os.path.dirname(target)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}.", suffix=".unpack")
     try:
+        if archive.endswith((".zip", ".zip.part")):
+            unpack_zip(archive, tmp, where)
+            os.replace(tmp, target)
+            return
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
@@ -213,6 +217,26 @@ def unpack(archive: str, target: str, where: str) -> None:
 
 
 # -------------------------------------------------------------------- fetch
+def unpack_zip(archive: str, into: str, where: str) -> None:
+    """A .zip (TWIST's LMs) into `into`, by the same rules as a .tgz: relative paths without `..`, files and
+    directories only (a member whose Unix mode says link, device or pipe is refused)."""
+    import stat
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                name, mode = member.filename, member.external_attr >> 16
+                why = ("an absolute path" if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) else
+                       "a '..' component" if ".." in re.split(r"[/\\]", name) else
+                       "a link, device or pipe" if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) else None)
+                if why:
+                    raise BadInput(f"refused: member {name!r} is {why}; nothing unpacked", where)
+            zipped.extractall(into)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise BadInput(f"cannot unpack: {_reason(error)}", where) from None
+
+
 class Store:
     """The cache: fetches a bundle's files, verified, and returns their local paths."""
 
@@ -221,7 +245,7 @@ class Store:
         self.mirror = mirror
 
     def url(self, bundle: Bundle, path: str) -> str:
-        base = self.mirror or bundle.base_url
+        base = self.mirror or bundle.hosts.get(path, bundle.base_url)
         return urllib.parse.urljoin(base if base.endswith("/") else base + "/", path)
 
     def local(self, path: str) -> str:

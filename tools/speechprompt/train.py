@@ -23,7 +23,7 @@ import torch
 
 from . import distributed
 from .checkpoints import json_identity, save_checkpoint
-from .io import BadInput, atomic_output, command, file_hash, log, output_path_option, pick_device, runtime_options
+from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
 
 
@@ -66,10 +66,12 @@ def parse_duration(value) -> float:
 
 @command("Prompt-tune a frozen unit LM on a data-bin; write the prompt checkpoint.")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
-@click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM's checkpoint.")
+@click.option("--base", required=True, type=click.Path(exists=True),
+              help="The frozen unit LM: a fairseq checkpoint, or a Hugging Face model directory (or its config.json).")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
 @click.option("--backbone", "kind", default="fairseq", show_default=True, type=click.Choice(sorted(KINDS)),
-              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm).")
+              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm), "
+                   "hf (a transformers OPT or LLaMA-family LM: TWIST, sp-pretrain --arch opt).")
 @output_path_option("-o", "--output", required=True, help="The prompt checkpoint to write.")
 @click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False),
               help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
@@ -130,7 +132,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
          precision, cuda_graphs, seed, skip_bad):
     from .locks import exclusive
     from .prompting import backbones
-    from .prompting.data import data_identity, labelled_sentences
+    from .prompting.data import check_units_known, data_identity, labelled_sentences
     from .prompting.defaults import (ANCHORS, LENGTH_ANCHORS, MIN_EPOCHS, MIN_UPDATES, anchors_text, auto_epoch_bound,
                                      auto_epochs, auto_lr, auto_prompt_length)
     from .prompting.labels import CandidateSteps, distinct_labels, label_text
@@ -147,6 +149,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
     state_path = os.path.join(work_dir, "state.pt")
     shape = backbones.read_shape(kind, base)
     vocab = backbones.vocabulary(kind, base, base_dict)
+    check_units_known(data, vocab, base)
     train_sentences, _ = labelled_sentences(data, "train", vocab, shape.max_positions, skip_bad)
     valid_sentences, _ = labelled_sentences(data, "valid", vocab, shape.max_positions, skip_bad)
     labels = distinct_labels(train_sentences, vocab)
@@ -157,6 +160,12 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
         prompt_length = auto_prompt_length(shape.embed_dim)
         log(f"prompt length auto: {prompt_length} for a uLM of {shape.layers} x {shape.embed_dim} "
             f"({anchors_text(LENGTH_ANCHORS)})")
+    if kind == "hf":
+        from .prompting.backbones.hf_lm import PROMPT_RESERVE
+
+        if prompt_length > PROMPT_RESERVE:
+            raise click.UsageError(f"--prompt-length {prompt_length}: the hf backbone keeps {PROMPT_RESERVE} positions "
+                                   f"for the input prompt")
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
@@ -176,7 +185,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
                 f"updates at {updates_per_epoch} an epoch), {max_epoch} once above it; patience decides")
     lock = exclusive(lock_path(output), output) if here.main else contextlib.nullcontext()
     with lock:  # taken once the inputs are read: a refused input leaves nothing beside -o
-        base_hash = file_hash(base)
+        base_hash = backbones.identity(kind, base)
         settings = Settings(data_identity(data), base_hash, dataclasses.asdict(config), lr, lr_schedule, warmup_updates,
                             batch_size, max_tokens, update_freq, here.size, max_epoch, at_chance, max_update, max_time,
                             patience, valid_every, clip_norm, seed, precision)

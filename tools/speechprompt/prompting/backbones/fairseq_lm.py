@@ -34,6 +34,12 @@ def vocabulary(path: str, dict_path: str | None = None) -> Vocabulary:
     return vocabulary_of(load_dictionary(dict_path_of(path, dict_path)))
 
 
+def identity(path: str) -> str:
+    from ...io import file_hash
+
+    return file_hash(path)
+
+
 def read_shape(path: str) -> Shape:
     """From the checkpoint's weights and config, memory-mapped: the weights stay on disk."""
     state = map_lm(path)
