@@ -256,3 +256,25 @@ def test_pretrain_pgslm_from_a_databin_with_prosody(tmp_path):
     result = sp("pretrain", plain, "--arch", "pgslm", "--size", "tiny", "--device", "cpu", "--save-dir",
                 tmp_path / "none", check=False)
     assert result.returncode == 1 and "the train split has no prosody streams" in result.stderr.splitlines()[-1]
+
+
+def test_streams_ride_with_their_tokens_into_batches_and_graph_padding():
+    """make_batches puts each sentence's prosody after the `</s>` that starts it; pad_for_graphs (CUDA graphs'
+    few shapes) pads the streams with the values of no unit, as it pads the tokens."""
+    from speechprompt.prompting.backbones.pgslm import _vocabulary
+    from speechprompt.prompting.batches import make_batches
+    from speechprompt.prompting.graphs import pad_for_graphs
+
+    vocab = _vocabulary(20)
+    sentences = [torch.tensor([3, 4, 5, vocab.bos, 7, vocab.eos]), torch.tensor([9, vocab.bos, 8, vocab.eos])]
+    streams = [torch.tensor([[2, 10], [1, UNVOICED], [3, -40], [0, NONE], [0, NONE], [0, NONE]]),
+               torch.tensor([[5, 300], [0, NONE], [0, NONE], [0, NONE]])]
+    batch = make_batches(sentences, vocab, 8, 4096, streams=streams)[0]
+    assert batch.tokens.shape == (2, 6) and batch.streams.shape == (2, 6, 2)
+    row = [i for i in range(2) if batch.tokens[i, 1] == 3][0]
+    assert batch.streams[row, :, 0].tolist() == [0, 2, 1, 3, 0, 0]  # `</s>` first: no prosody
+    assert batch.streams[row, :, 1].tolist() == [NONE, 10, UNVOICED, -40, NONE, NONE]
+    padded = pad_for_graphs([batch], vocab.pad, multiple=8)[0]
+    assert padded.tokens.shape == (2, 8) and padded.streams.shape == (2, 8, 2)
+    assert torch.equal(padded.streams[:, :6], batch.streams)
+    assert (padded.streams[:, 6:, 0] == 0).all() and (padded.streams[:, 6:, 1] == NONE).all()
