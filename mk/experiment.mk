@@ -126,6 +126,10 @@ $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__
 uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
 
 include mk/assets.mk
+# BACKBONE=gslm: SpeechPrompt v2's name for the fairseq kind (GSLM's transformer_lm), beside pgslm.
+ifeq ($(BACKBONE),gslm)
+override BACKBONE := fairseq
+endif
 
 # ------------------------------------------------------ variables as files
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites

@@ -346,6 +346,8 @@ def test_pgslm_dry_run_adds_durations_and_f0_and_trains_the_multi_stream_ulm(tre
     assert "sp-pretrain " in out and "--arch pgslm" in out and "--backbone pgslm" in out
     gslm = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "predict").stdout)
     assert "sp-f0" not in gslm and "--arch" not in gslm and "--backbone fairseq" in gslm
+    # BACKBONE=gslm, SpeechPrompt v2's name, is the fairseq kind: the same commands
+    assert relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path / 'exp'}", "BACKBONE=gslm", "predict").stdout) == gslm
 
 
 @pytest.mark.slow
