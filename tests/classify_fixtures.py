@@ -30,7 +30,7 @@ def clip(label: str, seconds: float, rng: np.random.Generator, rate: int = 16000
     return (x / np.abs(x).max() * rng.uniform(0.3, 0.7)).astype(np.float32)
 
 
-def write_corpus(root, counts=None, seed=0):
+def write_corpus(root, counts=None, seed=0, seconds=(0.4, 1.3)):
     """root/SPLIT/LABEL/N.wav and a manifest per split; lengths vary (0.4-1.3 s). One test file is
     8 kHz stereo, so the chain and sp-classify both resample and mix it down."""
     counts = counts or {"train": 30, "valid": 9, "test": 12}
@@ -40,7 +40,7 @@ def write_corpus(root, counts=None, seed=0):
         rows = []
         for i in range(n):
             label = CLASSES[i % len(CLASSES)]
-            wave = clip(label, rng.uniform(0.4, 1.3), rng)
+            wave = clip(label, rng.uniform(*seconds), rng)
             rate = 16000
             if split == "test" and i == 1:
                 rate, wave = 8000, np.stack([wave[::2], 0.5 * wave[::2]], axis=1)
@@ -54,17 +54,18 @@ def write_corpus(root, counts=None, seed=0):
     return manifests
 
 
-def run_chain(root, encoder_args=LOGMEL, counts=None, epochs=3):
+def run_chain(root, encoder_args=LOGMEL, counts=None, epochs=3, k=K, max_units=MAX_UNITS, lm_shape=None):
     """The chain of mk/experiment.mk by hand: k-means, quantize | dedup, lmdata (cropped), verbalize,
-    binarize, a random uLM, sp-train, sp-sample, sp-score; then sp-export to root/bundle and bundle.tar."""
+    binarize, a random uLM (`lm_shape`: prompt_fixtures.build_lm's sizes), sp-train, sp-sample,
+    sp-score; then sp-export to root/bundle and bundle.tar."""
     manifests = write_corpus(root, counts)
     km = root / "km.bin"
-    sp("kmeans", *encoder_args, "-k", K, "--seed", 1, "--device", "cpu", "--threads", 1, manifests["train"], "-o", km)
+    sp("kmeans", *encoder_args, "-k", k, "--seed", 1, "--device", "cpu", "--threads", 1, manifests["train"], "-o", km)
     for split, manifest in manifests.items():  # as Make runs them, `sp-quantize | sp-dedup`, forked one by one
         frames = sp("quantize", *encoder_args, "--kmeans", km, "--device", "cpu", "--threads", 1, manifest).stdout
         sp("dedup", "-o", root / f"{split}.units", input=frames)
-        sp("lmdata", "--max-units", MAX_UNITS, "--crop", "center", root / f"{split}.units", "-o", root / f"{split}.lm")
-    lm = make_lm(str(root / "ulm"), units=K, layers=2, dim=32, heads=4, ffn=64)
+        sp("lmdata", "--max-units", max_units, "--crop", "center", root / f"{split}.units", "-o", root / f"{split}.lm")
+    lm = make_lm(str(root / "ulm"), units=k, **(lm_shape or dict(layers=2, dim=32, heads=4, ffn=64)))
     dictionary = root / "ulm" / "dict.txt"
     sp("verbalize", "fit", "--method", "freq", "--seed", 1, "--dict", dictionary, root / "train.lm",
        "-o", root / "verbalizer.json")
@@ -78,7 +79,7 @@ def run_chain(root, encoder_args=LOGMEL, counts=None, epochs=3):
        root / "verbalizer.json", "--device", "cpu", "--threads", 1, "-o", root / "predictions.jsonl")
     sp("score", root / "predictions.jsonl", "-o", root / "metrics.json")
     sp("export", "--prompt", root / "prompt.pt", "--verbalizer", root / "verbalizer.json", "--kmeans", km,
-       *encoder_args, "--max-units", MAX_UNITS, "--crop", "center", "--metrics", root / "metrics.json",
+       *encoder_args, "--max-units", max_units, "--crop", "center", "--metrics", root / "metrics.json",
        "--name", "tiny", "-o", root / "bundle", "--tar", root / "bundle.tar")
     predictions = {}
     for line in (root / "predictions.jsonl").read_text().splitlines():

@@ -241,3 +241,34 @@ def test_parts_from_the_asset_cache_are_named_not_copied_and_verified_on_load(ch
     line = result.stderr.strip().splitlines()[-1]  # after the log line `fetching URL`
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert line.startswith("sp-classify: error: http://127.0.0.1:9/models/ulm.pt: cannot download")
+
+
+# ------------------------------------------------------------------ through Make
+@pytest.mark.slow
+def test_make_export_bundles_the_tiny_experiment_and_classifying_its_test_audio_gives_its_predictions(
+        tmp_path_factory):
+    from test_make import TINY, commands, copy_tree, make
+
+    tree = copy_tree(tmp_path_factory.mktemp("tree"))
+    exp = tmp_path_factory.mktemp("make") / "exp"
+    args = ["TASK=SCR", f"EXP={exp}", "SYNTH_SPEAKERS=12", *TINY]
+    make(tree, *args, "predict", "export")
+    predictions = {r["id"]: r["prediction"] for r in jsonl((exp / "predictions.jsonl").read_text())}
+    # every id of the test split, `_silence_` segments of the noise files included, through the manifest
+    rows = jsonl(sp("classify", exp / "bundle.tar", exp / "manifest" / "test.tsv", "--device", "cpu").stdout)
+    assert {r["id"]: r["label"] for r in rows} == predictions
+    # the test split's WAV files, found in the corpus folder (its ids are sp-manifest's)
+    from_folder = {r["id"]: r["label"] for r in jsonl(sp("classify", exp / "bundle", exp / "corpus",
+                                                         "--device", "cpu").stdout)}
+    words = {uid for uid in predictions if not uid.startswith("_silence_/")}
+    assert words and {uid: from_folder[uid] for uid in words} == {uid: predictions[uid] for uid in words}
+    # the Python API, from the tar, on the same files
+    manifest = [line.split("\t") for line in (exp / "manifest" / "test.tsv").read_text().splitlines()]
+    whole = [(row[0], row[1]) for row in manifest if row[0] in words]
+    results = Classifier.load(exp / "bundle.tar", device="cpu").predict([p for _, p in whole], ids=[u for u, _ in whole])
+    assert {c.id: c.label for c in results} == {uid: predictions[uid] for uid in words}
+    # a stage like the others: up to date, rebuilt when a part changes
+    assert make(tree, "-q", *args, "export", check=False).returncode == 0
+    os.utime(exp / "prompt.pt")
+    assert set(commands(make(tree, "-n", *args, "export").stdout)) == {"sp-sample", "sp-score", "sp-export"}
+    assert "sp-export" in commands(make(tree, "-n", *args, "CROP=head", "export").stdout)

@@ -36,6 +36,7 @@ from typing import Iterator
 
 from . import __version__
 from .io import BadInput, atomic_path
+from .units import CROPS
 
 FORMAT = "speechprompt-bundle/1"
 MANIFEST = "bundle.json"
@@ -259,6 +260,12 @@ def read_manifest(root: str, where: str) -> dict:
     for key, kind in (("parts", dict), ("encoder", dict), ("units", dict), ("labels", list)):
         if not isinstance(manifest.get(key), kind):
             raise BadInput(f"refused: {MANIFEST} has no {key!r} {kind.__name__}", where)
+    units = manifest["units"]
+    max_units = units.get("max_units")
+    if units.get("dedup") is not True or units.get("crop", "center") not in CROPS or not (
+            max_units is None or (type(max_units) is int and max_units >= 1)):
+        raise BadInput(f"refused: {MANIFEST}: units {json.dumps(units)} are not dedup true, max_units null or a "
+                       f"positive integer, crop one of {', '.join(CROPS)}", where)
     return manifest
 
 
