@@ -188,7 +188,7 @@ endif
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
 $(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

@@ -29,9 +29,24 @@ def test_the_table_selects_by_valid_accuracy_not_test(tmp_path):
     rows = read_table(tmp_path / "sweep.tsv")
     assert [r["cell"] for r in rows] == ["LR=3e-2", "LR=1e-2", "LR=5e-3"]
     assert [r["selected"] for r in rows] == ["0", "0", "1"]
-    assert rows[2] == {"cell": "LR=5e-3", "valid_accuracy": "0.9000", "test_accuracy": "0.7000", "trainable": "50",
-                       "train_seconds": "12", "stop": "max epoch", "updates": "30", "selected": "1"}
-    assert "selected by valid accuracy: LR=5e-3 (valid 0.9000, test 0.7000" in run.stderr
+    assert rows[2] == {"cell": "LR=5e-3", "seeds": "1", "valid_accuracy": "0.9000", "valid_std": "",
+                       "test_accuracy": "0.7000", "test_std": "", "trainable": "50", "train_seconds": "12",
+                       "stop": "max epoch", "updates": "30", "selected": "1"}
+    assert "selected by valid accuracy: LR=5e-3 (valid 0.9000, test 0.7000, 50 trainable" in run.stderr
+
+
+def test_seeds_of_one_setting_are_one_row_with_mean_and_deviation(tmp_path):
+    cells = [fake_cell(tmp_path / f"LR={lr},SEED={seed}", valid, test, 100)
+             for lr, seed, valid, test in [("3e-2", 1, 0.80, 0.90), ("3e-2", 2, 0.90, 0.80), ("3e-2", 3, 0.85, 0.88),
+                                           ("1e-2", 1, 0.86, 0.70), ("1e-2", 2, 0.86, 0.72), ("1e-2", 3, 0.86, 0.71)]]
+    run = sp("sweep", *cells, "-o", tmp_path / "sweep.tsv")
+    rows = read_table(tmp_path / "sweep.tsv")
+    assert [(r["cell"], r["seeds"]) for r in rows] == [("LR=3e-2", "3"), ("LR=1e-2", "3")]
+    # 0.80, 0.90, 0.85: mean 0.85, sample deviation 0.05; the steadier 1e-2 has the better mean (0.86)
+    assert (rows[0]["valid_accuracy"], rows[0]["valid_std"]) == ("0.8500", "0.0500")
+    assert (rows[1]["valid_accuracy"], rows[1]["valid_std"], rows[1]["test_accuracy"]) == ("0.8600", "0.0000", "0.7100")
+    assert [r["selected"] for r in rows] == ["0", "1"]
+    assert "selected by valid accuracy: LR=1e-2 (valid 0.8600 ± 0.0000, test 0.7100 ± 0.0100 over 3 seeds" in run.stderr
 
 
 def test_a_cell_that_has_not_run_is_one_error_line(tmp_path):
@@ -65,6 +80,7 @@ def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tree, tmp_path):
     out = relative(make(tree, *args).stdout)
     assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(".venv/bin/sp-train ") == 4
     rows = read_table(tmp_path / "exp" / "sweep.tsv")
+    assert all(r["seeds"] == "1" for r in rows)
     assert [r["cell"] for r in rows] == ["LR=3e-2,PROMPT_LEN=2", "LR=3e-2,PROMPT_LEN=4", "LR=1e-3,PROMPT_LEN=2",
                                          "LR=1e-3,PROMPT_LEN=4"]
     chosen = [r for r in rows if r["selected"] == "1"]

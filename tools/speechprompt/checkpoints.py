@@ -86,6 +86,20 @@ def refusing(path: str):
                        f"{': ' + text[0] if text else ''})", path) from None
 
 
+def save_checkpoint(state: dict, path: str) -> None:
+    """`torch.save` to `path` atomically. Serialised in memory first: a write that fails (a full disk) then
+    raises an OSError with its errno, where torch's zip writer would raise a bare RuntimeError."""
+    import io
+
+    from .io import atomic_path
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+
+
 def require_lm(state, path: str) -> None:
     """Refuse, in one line, a loaded checkpoint that is not a fairseq LM's (a prompt checkpoint, say)."""
     if not isinstance(state, dict):

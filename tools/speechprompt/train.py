@@ -22,8 +22,8 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import file_hash, json_identity
-from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
+from .checkpoints import file_hash, json_identity, save_checkpoint
+from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
 
 
@@ -212,8 +212,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
             with atomic_output(summary_path(output)) as f:  # written first: the checkpoint is the file make waits for
                 json.dump(summary, f, indent=1)
                 f.write("\n")
-            with atomic_path(output) as tmp:
-                torch.save(checkpoint, tmp)
+            save_checkpoint(checkpoint, output)
         except OSError as error:
             raise BadInput(f"cannot write: {error.strerror} (the resume state in {work_dir} is kept)", output) from None
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -32,7 +32,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..io import BadInput, atomic_path, log
+from ..checkpoints import save_checkpoint
+from ..io import BadInput, log
 from .labels import CandidateSteps, label_tokens
 from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord
 
@@ -228,8 +229,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "stop": dataclasses.asdict(stop), "position": dict(position), "best": best, "rng": rng}
         try:
-            with atomic_path(state_path) as tmp:
-                torch.save(snapshot, tmp)
+            save_checkpoint(snapshot, state_path)
         except OSError as error:
             raise BadInput(f"cannot save the resume state ({error.strerror}); the previous one is kept",
                            state_path) from None
