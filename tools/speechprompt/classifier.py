@@ -166,6 +166,8 @@ class Classifier:
 
         from .encoders.stream import encode
 
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision} needs a GPU: the CPU stays fp32")
         read = load or audio.load
 
         def counted(utt: Utterance, rate: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import time
 
 import click
 
-from .io import Skipper, atomic_output, command, log, output_option, pick_device, runtime_options, skip_bad_option
+from .io import Skipper, atomic_output, command, output_option, pick_device, runtime_options, skip_bad_option
 
 
 @command("Label audio files, folders, manifests or paths on stdin with an exported model bundle; JSONL out.")
