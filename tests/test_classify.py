@@ -202,6 +202,10 @@ def test_export_refuses_encoder_options_other_than_the_kmeans_was_fitted_with(ch
     other.write_text(json.dumps({**spec, "seed": 99}))
     result = sp("export", *args, *LOGMEL, "--verbalizer", other, "-o", tmp_path / "b", check=False)
     assert "not the verbalizer the prompt was trained with" in result.stderr
+    result = sp("export", *args, *LOGMEL, "--kmeans-rate", 25, "-o", tmp_path / "b", check=False)
+    assert "refused: a k-means of 25-frame/s features, but the logmel encoder gives 50 frames/s" in result.stderr
+    result = sp("export", *args, "--encoder", "hf-hubert", "--checkpoint", tmp_path, "-o", tmp_path / "b", check=False)
+    assert result.returncode == 1 and "the hf-hubert encoder reads a model directory" in result.stderr
     not_a_bundle = tmp_path / "mine"
     not_a_bundle.mkdir()
     (not_a_bundle / "notes.txt").write_text("keep me")

@@ -1,10 +1,12 @@
 """The sweep: sp-sweep's table and selection, and `make sweep` on a 2 x 2 grid of tiny runs."""
 import json
+import os
+import time
 
 import pytest
 
 from conftest import sp
-from test_make import fake_intent_units, make, relative, tree  # noqa: F401  (tree: a fixture)
+from test_make import copy_tree, fake_intent_units, make, relative, tree  # noqa: F401  (tree: a fixture)
 
 
 def fake_cell(directory, valid, test, trainable, reason="patience"):
@@ -96,3 +98,71 @@ def test_a_2x2_sweep_runs_each_cell_once_and_selects_by_valid(tree, tmp_path):
         assert not (cell / "ulm").exists() and not (cell / "units").exists()
     assert make(tree, "-q", *args, check=False).returncode == 0
     assert "Nothing to be done for 'sweep'" in make(tree, *args).stdout
+
+
+# Stand-ins for sp-train and sp-sample (a stage's command is a parameter): they write what the real tools
+# write, in a moment, and note each run in LOG, so a test sees which cells ran which stage with which command.
+FAKE_TRAIN = """#!/bin/sh
+while [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; *) shift;; esac; done
+echo "train $out" >> LOG
+echo prompt > "$out"
+echo '{"trainable": 10, "stop": {"reason": "patience", "seconds": 1, "updates": 5}}' > "${out%.pt}.json"
+"""
+FAKE_SAMPLE = """#!/bin/sh
+while [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; --split) split=$2; shift 2;; *) shift;; esac; done
+echo "NAME $split $out" >> LOG
+mkdir -p "$(dirname "$out")"
+printf '{"id": "a", "label": "yes", "prediction": "yes"}\\n{"id": "b", "label": "no", "prediction": "ANSWER"}\\n' > "$out"
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_reruns_its_cells_after_a_module_edit_and_with_a_swapped_sample_command(tmp_path):
+    tree = copy_tree((tmp_path / "tree").mkdir() or tmp_path / "tree")
+    log = tmp_path / "log"
+    train, right, wrong = tmp_path / "fake-train", tmp_path / "sample-right", tmp_path / "sample-wrong"
+    train.write_text(FAKE_TRAIN.replace("LOG", str(log)))
+    right.write_text(FAKE_SAMPLE.replace("LOG", str(log)).replace("NAME", "right").replace("ANSWER", "no"))
+    wrong.write_text(FAKE_SAMPLE.replace("LOG", str(log)).replace("NAME", "wrong").replace("ANSWER", "yes"))
+    for script in (train, right, wrong):
+        script.chmod(0o755)
+    units, exp = tmp_path / "units", tmp_path / "exp"
+    fake_intent_units(units)
+    (tmp_path / "ulm.pt").write_text("a uLM")
+    (tmp_path / "dict.txt").write_text("0 1\n")
+    base = ["TASK=IC", f"UNITS={units}", f"EXP={exp}", f"ULM={tmp_path}/ulm.pt", f"DICT={tmp_path}/dict.txt",
+            f"TRAIN={train}"]
+    for stage in ["units", "lm", "data-bin"]:
+        (exp / stage).mkdir(parents=True)  # make -t touches files, it makes no directories
+    make(tree, "-t", *base, f"SAMPLE={right}", f"{exp}/data-bin/test.id", f"{exp}/verbalizer.json")  # shared stages
+    sweep = [*base, "sweep", "SWEEP=LR=3e-2,1e-2"]
+    cells = [f"{exp}/sweep/LR=3e-2", f"{exp}/sweep/LR=1e-2"]
+
+    def runs():
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.write_text("")
+        return sorted(lines)
+
+    out = make(tree, *sweep, f"SAMPLE={right}").stdout
+    assert "sp-sample" not in out and "sp-train" not in out  # the cells ran the commands given
+    assert runs() == sorted([f"train {c}/prompt.pt" for c in cells] + [f"right test {c}/predictions.jsonl" for c in cells]
+                            + [f"right valid {c}/valid/predictions.jsonl" for c in cells])
+    assert [r["valid_accuracy"] for r in read_table(exp / "sweep.tsv")] == ["1.0000", "1.0000"]
+    assert make(tree, "-q", *sweep, f"SAMPLE={right}", check=False).returncode == 0
+
+    # another decoding command reaches every cell: both splits decoded again, the prompts kept
+    assert make(tree, "-q", *sweep, f"SAMPLE={wrong}", check=False).returncode == 1
+    make(tree, *sweep, f"SAMPLE={wrong}")
+    assert runs() == sorted([f"wrong {split} {c}/{where}predictions.jsonl" for c in cells
+                             for split, where in [("test", ""), ("valid", "valid/")]])
+    assert [r["valid_accuracy"] for r in read_table(exp / "sweep.tsv")] == ["0.5000", "0.5000"]
+
+    # editing the prompt model, a module sp-train and sp-sample import, reruns every cell's prompt tuning
+    model = tree / "tools" / "speechprompt" / "prompting" / "model.py"
+    model.write_text(model.read_text() + "\n# edited\n")
+    later = time.time() + 5
+    os.utime(model, (later, later))
+    assert make(tree, "-q", *sweep, f"SAMPLE={wrong}", check=False).returncode == 1
+    make(tree, *sweep, f"SAMPLE={wrong}")
+    assert [r for r in runs() if r.startswith("train ")] == [f"train {c}/prompt.pt" for c in sorted(cells)]
+    assert make(tree, "-q", *sweep, f"SAMPLE={wrong}", check=False).returncode == 0

@@ -138,15 +138,6 @@ def lm_positions(path: str) -> int:
     return 1024
 
 
-def file_hash(path: str, chunk: int = 1 << 20) -> str:
-    """sha256 of a file: a prompt checkpoint names its frozen base by path and hash."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def json_identity(path: str) -> str:
     """sha256 of a JSON file's canonical form (sorted keys, no spaces): the same content, the same identity.
 

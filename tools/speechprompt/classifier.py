@@ -62,7 +62,7 @@ class Classifier:
 
     def __init__(self, bundle: ModelBundle, device: torch.device):
         from .encoders import EncoderOptionError, build
-        from .kmeans_model import Quantizer, load_kmeans
+        from .kmeans_model import Quantizer, check_encoder, load_kmeans
         from .prompting.decoding import Decoder, load_prompt, verbalizer_decoder
 
         where = bundle.source
@@ -80,9 +80,7 @@ class Classifier:
             raise BadInput(f"refused: the bundle records encoder {encoder.get('spec')}, but its options build "
                            f"{self.encoder.spec()}", where)
         centers, fitted_on = load_kmeans(bundle.path("kmeans"))
-        if centers.shape[1] != self.encoder.dim or (fitted_on is not None and fitted_on != self.encoder.spec()):
-            raise BadInput(f"refused: the k-means was fitted on {fitted_on or f'{centers.shape[1]}-dim features'}, "
-                           f"not on this encoder's {self.encoder.spec()}", where)
+        check_encoder(centers, fitted_on, self.encoder, bundle.path("kmeans"), encoder.get("kmeans_rate"))
         self.quantizer = Quantizer(centers, device)
         units = manifest["units"]
         self.max_units, self.crop = units.get("max_units"), units.get("crop", "center")

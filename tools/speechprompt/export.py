@@ -27,6 +27,8 @@ from .units import CROPS
 @click.option("--verbalizer", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The verbalizer the prompt was trained with.")
 @click.option("--kmeans", required=True, type=click.Path(exists=True, dir_okay=False), help="As sp-quantize's.")
+@click.option("--kmeans-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+              help="As sp-quantize's: the frame rate of a k-means file that does not record it.")
 @encoder_options
 @click.option("--base", type=click.Path(exists=True, dir_okay=False), help="The uLM [default: as the prompt records].")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False),
@@ -39,13 +41,14 @@ from .units import CROPS
               help="Named asset bundles the parts may come from (Make: ASSETS): their cached files are named "
                    "by asset and sha256, not copied; repeatable.")
 @click.option("--copy-assets", is_flag=True, help="Copy parts from the asset cache too: a bundle that needs no cache.")
-def main(out_dir, tar_path, prompt, verbalizer, kmeans, base, base_dict, max_units, crop, metrics, name,
+def main(out_dir, tar_path, prompt, verbalizer, kmeans, kmeans_rate, base, base_dict, max_units, crop, metrics, name,
          asset_names, copy_assets, **options):
     name_of_encoder = options.pop("encoder_name")
     with usage_errors(EncoderOptionError):
         manifest = export(out_dir, prompt=prompt, verbalizer=verbalizer, kmeans=kmeans, encoder_name=name_of_encoder,
-                          encoder_options=options, base=base, base_dict=base_dict, max_units=max_units, crop=crop,
-                          metrics=metrics, name=name, assets=list(asset_names), copy_assets=copy_assets, tar=tar_path)
+                          encoder_options=options, kmeans_rate=kmeans_rate, base=base, base_dict=base_dict,
+                          max_units=max_units, crop=crop, metrics=metrics, name=name, assets=list(asset_names),
+                          copy_assets=copy_assets, tar=tar_path)
     named = [role for role, part in manifest["parts"].items() if "asset" in part]
     size = sum(part["bytes"] for part in manifest["parts"].values() if "file" in part)
     log(f"wrote {out_dir} ({len(manifest['parts'])} parts, {size / 1e6:.1f} MB copied"

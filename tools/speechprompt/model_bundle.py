@@ -25,7 +25,6 @@ the weights-only allowlist (checkpoints.py), k-means files through the restricte
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -35,7 +34,7 @@ import tempfile
 from typing import Iterator
 
 from . import __version__
-from .io import BadInput, atomic_path
+from .io import BadInput, atomic_path, file_hash
 from .units import CROPS
 
 FORMAT = "speechprompt-bundle/1"
@@ -44,22 +43,18 @@ MANIFEST = "bundle.json"
 FILES = {"prompt": "prompt.pt", "verbalizer": "verbalizer.json", "kmeans": "kmeans.bin", "ulm": "ulm.pt",
          "dict": "dict.txt", "hubert": "hubert.pt", "metrics": "metrics.json"}
 REQUIRED = ("prompt", "verbalizer", "kmeans", "ulm", "dict")
-CHUNK = 1 << 20
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# Parts are single files so far: backbones and encoders that read a model directory (the hf backbone,
+# the hf-hubert encoder) are refused at export.
+SINGLE_FILE_BACKBONES = ("fairseq",)
+SINGLE_FILE_ENCODERS = ("logmel", "hubert")
 
 
 # ------------------------------------------------------------------ assets
 def asset_refs(paths: dict[str, str], asset_names: list[str]) -> dict[str, dict]:
     """For each part whose file is a fetched file of one of the named assets (the cache's copy), the
     reference the manifest keeps instead of the file: {bundle, key, url, member, base_url}."""
-    from .asset_store import Store, cache_dir, registry
+    from .asset_registry import registry
+    from .asset_store import Store, cache_dir
 
     if not asset_names:
         return {}
@@ -77,14 +72,17 @@ def asset_refs(paths: dict[str, str], asset_names: list[str]) -> dict[str, dict]
             except BadInput:  # not fetched: no part can be it
                 continue
             cached.setdefault(os.path.realpath(path), {"bundle": name, "key": key, "url": asset.url,
-                                                       "member": asset.member, "base_url": bundle.base_url})
+                                                       "member": asset.member,
+                                                       "base_url": bundle.hosts.get(asset.url, bundle.base_url)})
     return {role: cached[os.path.realpath(path)] for role, path in paths.items()
             if os.path.realpath(path) in cached}
 
 
 def fetch_asset(ref: dict, where: str) -> str:
     """The local path of a referenced asset, from the cache (fetched into it if missing)."""
-    from .asset_store import Asset, Bundle, Store, cache_dir, check_relative
+    from .asset_bundle import Asset, Bundle
+    from .asset_registry import check_relative
+    from .asset_store import Store, cache_dir
 
     for field in ("bundle", "key", "url", "base_url"):
         if not isinstance(ref.get(field), str) or not ref[field]:
@@ -160,11 +158,11 @@ def write_bundle(out_dir: str, manifest: dict, paths: dict[str, str], refs: dict
     with atomic_directory(out_dir) as tmp:
         for role, source in paths.items():
             if role in refs:
-                parts[role] = {"asset": refs[role], "sha256": sha256_file(source), "bytes": os.path.getsize(source)}
+                parts[role] = {"asset": refs[role], "sha256": file_hash(source), "bytes": os.path.getsize(source)}
                 continue
             target = os.path.join(tmp, FILES[role])
             shutil.copyfile(source, target)
-            parts[role] = {"file": FILES[role], "sha256": sha256_file(target), "bytes": os.path.getsize(target)}
+            parts[role] = {"file": FILES[role], "sha256": file_hash(target), "bytes": os.path.getsize(target)}
         manifest = {"format": FORMAT, **manifest, "created_by": f"speechprompt {__version__} sp-export",
                     "parts": parts}
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
@@ -293,7 +291,7 @@ def verify_parts(root: str, manifest: dict, where: str) -> dict[str, str]:
             what = f"part {role!r} ({name})"
         if not os.path.isfile(local):
             raise BadInput(f"refused: {what} is missing", where)
-        digest = sha256_file(local)
+        digest = file_hash(local)
         if digest != part["sha256"]:
             raise BadInput(f"refused: {what} changed: its sha256 is {digest[:12]}..., the manifest says "
                            f"{part['sha256'][:12]}...", where)
@@ -301,29 +299,36 @@ def verify_parts(root: str, manifest: dict, where: str) -> dict[str, str]:
     return paths
 
 
-
 # ------------------------------------------------------------------ export
 def export(out_dir: str, *, prompt: str, verbalizer: str, kmeans: str, encoder_name: str, encoder_options: dict,
-           base: str | None = None, base_dict: str | None = None, max_units: int | None = None,
-           crop: str = "center", metrics: str | None = None, name: str | None = None, assets: list[str] = (),
-           copy_assets: bool = False, tar: str | None = None) -> dict:
+           kmeans_rate: float | None = None, base: str | None = None, base_dict: str | None = None,
+           max_units: int | None = None, crop: str = "center", metrics: str | None = None, name: str | None = None,
+           assets: list[str] = (), copy_assets: bool = False, tar: str | None = None) -> dict:
     """Check that the parts belong together, as the chain's stages check them, and write the bundle.
 
-    The encoder options are those sp-quantize ran with (Make passes the same `ENCODER_ARGS`); the
-    k-means must have been fitted on that encoder; the uLM must be the one the prompt was trained on
-    (its sha256) and the verbalizer the one its labels were mapped with. `encoder_options` holds the
-    encoder's keyword arguments, `checkpoint` among them for HuBERT. Raises EncoderOptionError for an
-    option the encoder does not take."""
+    The encoder options are those sp-quantize ran with (Make passes the same arguments), and the k-means
+    must have been fitted on that encoder (`kmeans_rate`: sp-quantize's --kmeans-rate); the uLM must be
+    the one the prompt was trained on (its sha256) and the verbalizer the one its labels were mapped
+    with. `encoder_options` holds the encoder's keyword arguments, `checkpoint` among them for HuBERT.
+    Raises EncoderOptionError for an option the encoder does not take."""
     import torch
 
     from .encoders import build
-    from .kmeans_model import load_kmeans
+    from .kmeans_model import check_encoder, load_kmeans
+    from .prompting import backbones
     from .prompting.decoding import base_paths, read_prompt_checkpoint, verbalizer_decoder
 
     ckpt = read_prompt_checkpoint(prompt)
+    kind = ckpt["base"].get("kind", backbones.DEFAULT_KIND)
+    if kind not in SINGLE_FILE_BACKBONES:
+        raise BadInput(f"refused: the prompt was tuned on a {kind!r} backbone, a model directory; a bundle holds "
+                       f"single-file parts, so far the {', '.join(SINGLE_FILE_BACKBONES)} backbone's only", prompt)
+    if encoder_name not in SINGLE_FILE_ENCODERS:
+        raise BadInput(f"refused: the {encoder_name} encoder reads a model directory; a bundle holds single-file "
+                       f"parts, so far the {' and '.join(SINGLE_FILE_ENCODERS)} encoders' only")
     base, base_dict = base_paths(ckpt, prompt, base, base_dict)
     base_dict = base_dict or os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
-    if sha256_file(base) != ckpt["base"]["sha256"]:
+    if backbones.identity(kind, base) != ckpt["base"]["sha256"]:
         raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", prompt)
     candidates = ckpt["labels"]
     if not candidates:
@@ -331,11 +336,7 @@ def export(out_dir: str, *, prompt: str, verbalizer: str, kmeans: str, encoder_n
     to_label = verbalizer_decoder(verbalizer, ckpt, candidates)
     encoder = build(encoder_name, torch.device("cpu"), **encoder_options)
     centers, fitted_on = load_kmeans(kmeans)
-    if centers.shape[1] != encoder.dim:
-        raise BadInput(f"{centers.shape[1]}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
-                       "features (give the encoder options sp-quantize ran with)", kmeans)
-    if fitted_on is not None and fitted_on != encoder.spec():
-        raise BadInput(f"fitted on {fitted_on}, but the encoder given is {encoder.spec()}", kmeans)
+    check_encoder(centers, fitted_on, encoder, kmeans, kmeans_rate)
     summary = None
     if metrics:
         try:
@@ -348,9 +349,9 @@ def export(out_dir: str, *, prompt: str, verbalizer: str, kmeans: str, encoder_n
     manifest = {
         "name": name,
         "encoder": {"name": encoder.name, "options": options, "spec": encoder.spec(),
-                    "sample_rate": encoder.sample_rate},
+                    "sample_rate": encoder.sample_rate, "kmeans_rate": kmeans_rate},
         "units": {"dedup": True, "max_units": max_units, "crop": crop},
-        "backbone": {"kind": ckpt["base"].get("kind", "fairseq")},
+        "backbone": {"kind": kind},
         "labels": [to_label(c.split()) for c in candidates],
         "metrics": summary,
     }

@@ -135,6 +135,10 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--save-dir", required=True, type=click.Path(file_okay=False),
               help="Gets checkpoint_best.pt, dict.txt and pretrain.json.")
+@click.option("--arch", type=click.Choice(["transformer_lm", "opt"]), default="transformer_lm", show_default=True,
+              help="transformer_lm: fairseq's, trained by fairseq-train; opt: a transformers OPT of the same shape, "
+                   "trained by a loop of our own (hf_pretrain.py; needs the optional transformers), for the hf "
+                   "backbone.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="small", show_default=True,
               help="Layers x dim (ffn, heads): tiny 2x64 (128, 2) for tests, small 4x128 (512, 4), "
                    "base 6x512 (2048, 8), big 12x1024 (4096, 16) = GSLM's transformer_lm_big.")
@@ -157,7 +161,7 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @runtime_options(precision=True)
 @click.option("--tensorboard-logdir", type=click.Path(file_okay=False), help="Write TensorBoard logs here.")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
-def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
+def main(data, save_dir, arch, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
          update_freq, lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
     here = distributed.world()
     device = distributed.process_device(pick_device(device, precision, threads), here)
@@ -168,6 +172,9 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:
         raise click.BadParameter(f"the model dimension {shape[1]} is not a multiple of {shape[3]} heads")
+    if arch == "opt":
+        return pretrain_opt(data, save_dir, shape, lr or SIZES[size][4], warmup_updates, max_tokens, max_epoch,
+                            max_update, patience, seed, device, dropout, here)
     os.makedirs(save_dir, exist_ok=True)
     work = tempfile.mkdtemp(dir=save_dir, prefix=".train.")  # one a process; fairseq saves from rank 0 only
     try:
@@ -207,3 +214,20 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
         shutil.rmtree(work, ignore_errors=True)
     log(f"{summary['parameters']:,} parameters, {seconds:.0f} s; valid perplexity {ppl:.2f} "
         f"(add-one unigram: {unigram:.2f}) -> {os.path.join(save_dir, 'checkpoint_best.pt')}")
+
+
+def pretrain_opt(data, save_dir, shape, lr, warmup, max_tokens, max_epoch, max_update, patience, seed, device,
+                 dropout, here: World) -> None:
+    """`--arch opt`: hf_pretrain.train_opt, one process, with the add-one unigram's perplexity beside its own."""
+    from .databin import load_dictionary
+    from .hf_pretrain import train_opt
+
+    if here.size > 1:
+        raise click.UsageError("--arch opt trains in one process (no torchrun)")
+    unigram = unigram_perplexity(read_split(data, "train"), read_split(data, "valid"),
+                                 load_dictionary(os.path.join(data, "dict.txt")))
+    log(f"OPT {'x'.join(map(str, shape))} on {device}, lr {lr}, {max_tokens} tokens a batch")
+    summary = train_opt(data, save_dir, shape, lr, warmup, max_tokens, max_epoch, max_update, patience, seed, device,
+                        dropout, read_split, {"unigram_valid_ppl": unigram})
+    log(f"{summary['parameters']:,} parameters, {summary['train_seconds']:.0f} s; valid perplexity "
+        f"{summary['valid_ppl']:.2f} (add-one unigram: {unigram:.2f}) -> {os.path.join(save_dir, 'config.json')}")

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from .encoders import EncoderOptionError, encoder_from_options, encoder_options
 from .encoders.stream import encode
-from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
+from .io import (Skipper, Units, atomic_output, command, input_argument, log, output_option,
                  pick_device, read_manifest, runtime_options, skip_bad_option, usage_errors)
-from .kmeans_model import Quantizer, load_kmeans
+from .kmeans_model import Quantizer, check_encoder, load_kmeans
 
 
 def shard(items: list, index: int, count: int) -> list:
@@ -30,6 +30,10 @@ def shard(items: list, index: int, count: int) -> list:
 @output_option
 @click.option("--kmeans", "kmeans_path", required=True, type=click.Path(dir_okay=False),
               help="k-means file: sp-kmeans output (.npz), or a joblib pickle such as GSLM's km.bin (read restricted).")
+@click.option("--kmeans-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+              help="The frame rate the k-means was fitted at, for a file that does not record it (GSLM's and "
+                   "textlesslib's pickles: 50 for HuBERT base, 25 for TWIST's mHuBERT-25Hz); another encoder rate "
+                   "is refused.")
 @encoder_options
 @click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per batch, counting padding.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Utterances per batch (instead of --batch-seconds).")
@@ -38,7 +42,7 @@ def shard(items: list, index: int, count: int) -> list:
 @click.option("--num-shards", default=1, show_default=True, type=click.IntRange(min=1),
               help="Split the manifest in this many contiguous shards.")
 @skip_bad_option
-def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads,
+def main(input, output, kmeans_path, kmeans_rate, batch_seconds, batch_size, device, shard_index, num_shards, threads,
          skip_bad, **options):
     if not 0 <= shard_index < num_shards:
         raise click.UsageError(f"--shard {shard_index} is not in 0..{num_shards - 1}")
@@ -48,12 +52,8 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
     centers, fitted_on = load_kmeans(kmeans_path)
     with usage_errors(EncoderOptionError):
         encoder = encoder_from_options(options, device)
+    check_encoder(centers, fitted_on, encoder, kmeans_path, kmeans_rate)
     quantizer = Quantizer(centers, device)
-    if quantizer.dim != encoder.dim:
-        raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
-                       "features (fit with the same encoder)", kmeans_path)
-    if fitted_on is not None and fitted_on != encoder.spec():
-        raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", kmeans_path)
     written = 0
     with atomic_output(output) as out:
         bar = tqdm(total=len(utterances), desc="sp-quantize", unit="utt", disable=None)
