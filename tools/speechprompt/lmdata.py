@@ -17,17 +17,7 @@ import click
 from .io import (BadInput, LMLine, Skipper, atomic_output, command, input_argument, log,
                  output_option, read_units, skip_bad_option)
 from .io.records import prosody_columns
-
-CROPS = ("head", "center", "tail")
-
-
-def crop(units: list, max_units: int, keep: str = "center") -> list:
-    """At most `max_units` consecutive units: the first, the middle or the last ones."""
-    extra = len(units) - max_units
-    if extra <= 0:
-        return units
-    start = {"head": 0, "center": extra // 2, "tail": extra}[keep]
-    return units[start:start + max_units]
+from .units import CROPS, crop
 
 
 def crop_optional(values: list | None, max_units: int, keep: str) -> list | None:
