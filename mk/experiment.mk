@@ -6,6 +6,15 @@
 # variable reruns only the stages downstream of it.
 
 EXP ?= exp/$(TASK)
+# One make at a time on an experiment: EXP/.lock is held for the whole run of this make (a dry run, -n or
+# -q, takes none), so a second make on the same EXP stops here in one line naming the first; the lock of
+# a make that died is free. A sweep cell's make has its own EXP, so its own lock.
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
+EXP_LOCK := $(shell $(PYTHON) tools/speechprompt/locks.py hold $(EXP)/.lock --pid $$PPID --what $(EXP) 2>&1)
+ifneq ($(EXP_LOCK),)
+$(error $(EXP_LOCK))
+endif
+endif
 DATA ?=
 UNITS ?=
 ENCODER ?= logmel
@@ -85,7 +94,7 @@ TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT 
 quote = '$(subst ','\'',$(strip $1))'
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
-$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' $(call quote,$($v)) > $(VAR)/$v))
+$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' $(call quote,$($v)) > $(VAR)/.$v.tmp && mv $(VAR)/.$v.tmp $(VAR)/$v))
 else
 DIRTY := $(CHANGED)
 endif
@@ -98,7 +107,7 @@ var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 # mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
 include $(EXP)/.deps.mk
 $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
-	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@
+	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@.tmp && mv $@.tmp $@
 # A stage's prerequisites: its tools' modules and the variables of its commands.
 uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
 
@@ -158,7 +167,7 @@ $(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNI
 # The uLM's dictionary: DICT (GSLM's dict.txt for a real uLM), else `0 1` ... `K-1 1`, the same form.
 BIN_DICT := $(or $(DICT),$(EXP)/dict.txt)
 $(EXP)/dict.txt: $(call var,K)
-	seq 0 $$(( $(K) - 1 )) | sed 's/$$/ 1/' > $@
+	seq 0 $$(( $(K) - 1 )) | sed 's/$$/ 1/' > $@.tmp && mv $@.tmp $@
 
 # The linear verbalizer learns its own map: labels become class indices (`learnable`).
 LINEAR := $(filter 1 yes true,$(LINEAR_VERBALIZER))
@@ -212,7 +221,7 @@ SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)
 HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; \
             print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
 $(EXP)/summary.txt: $(SCORES)
-	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@
+	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@.tmp && mv $@.tmp $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
 predict: $(EXP)/summary.txt
