@@ -107,7 +107,7 @@ var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 # mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
 include $(EXP)/.deps.mk
 $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
-	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@.tmp && mv $@.tmp $@
+	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@.$$$$.tmp && mv $@.$$$$.tmp $@
 # A stage's prerequisites: its tools' modules and the variables of its commands.
 uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
 
