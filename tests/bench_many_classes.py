@@ -18,7 +18,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prompt_fixtures import build_lm  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
-from speechprompt.sample import Decoder  # noqa: E402
+from speechprompt.prompting.backbones.fairseq_lm import FairseqLM  # noqa: E402
+from speechprompt.prompting.decoding import Decoder  # noqa: E402
 from speechprompt.verbalizer import spell  # noqa: E402
 
 DIM = int(os.environ.get("BENCH_DIM", 256))
@@ -54,8 +55,9 @@ def main():
     tokens[:, -1] = dictionary.bos()
     lengths = torch.full((BATCH,), LENGTH, device=device)
     labels = spell(CLASSES, [str(u) for u in range(100)])
-    spelled = Decoder(PromptLM(base, PromptConfig(5)).to(device), dictionary, labels)
-    linear = Decoder(PromptLM(base, PromptConfig(5, num_classes=CLASSES)).to(device), dictionary, labels)
+    backbone = FairseqLM(base, dictionary).freeze()
+    spelled = Decoder(PromptLM(backbone, PromptConfig(5)).to(device), backbone.vocab, labels)
+    linear = Decoder(PromptLM(backbone, PromptConfig(5, num_classes=CLASSES)).to(device), backbone.vocab, labels)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(function):

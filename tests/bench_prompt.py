@@ -1,12 +1,14 @@
 """Benchmark: prompt tuning and label decoding against the bare frozen LM, side by side in one run.
 
-Prints one line per measure, as ratios (time of the reference / time of ours, or the reverse),
-on a GSLM-shaped LM scaled down to CPU (set BENCH_DIM/BENCH_LAYERS to change it):
+Prints one line per measure, as ratios (time of ours / time of the reference, or throughputs), on a
+GSLM-shaped LM scaled down to CPU (BENCH_DIM, BENCH_LAYERS change it):
 
+- step: sp-train's loop (`prompting/loop.train`: batch order, forward, loss on the label, backward to
+  the prompts, Adam, the epoch's validation and resume state) over the frozen LM's bare forward and
+  backward on the same batches (fairseq's decoder, gradients to its token embeddings only: through
+  every layer, as a backward that reaches the prompts must go); goal <= 1.10;
 - decode: sp-sample's batched one-pass decoding (prompts, logits at `<s>` only, restricted to the
-  candidates) over a bare batched fairseq forward of the same LM on the same batch; goal >= 0.8;
-- step: a prompt-tuning step (forward + backward to the prompts, Adam) over the frozen LM's
-  forward + backward on the same batch; goal <= 1.25.
+  candidates) over a bare batched fairseq forward of the same LM on the same batch; goal >= 0.8.
 """
 import os
 import sys
@@ -17,12 +19,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prompt_fixtures import build_lm  # noqa: E402
+from speechprompt.prompting.backbones.fairseq_lm import FairseqLM  # noqa: E402
+from speechprompt.prompting.decoding import Decoder  # noqa: E402
+from speechprompt.prompting.loop import Settings, make_batches, train  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
-from speechprompt.sample import Decoder  # noqa: E402
 
 DIM = int(os.environ.get("BENCH_DIM", 256))
 LAYERS = int(os.environ.get("BENCH_LAYERS", 6))
 BATCH, LENGTH, REPEATS = 32, 28, int(os.environ.get("BENCH_REPEATS", 5))
+UPDATES = int(os.environ.get("BENCH_UPDATES", 20))
 
 
 def best_of(function, repeats=REPEATS):
@@ -44,47 +49,49 @@ def main():
     dictionary = Dictionary()
     for i in range(100):
         dictionary.add_symbol(str(i))
-    tokens = torch.randint(4, 104, (BATCH, LENGTH))
-    tokens[:, 0] = dictionary.eos()
-    tokens[:, -1] = dictionary.bos()  # `</s> units <s>`: what one-pass decoding reads
-    lengths = torch.full((BATCH,), LENGTH)
-    model = PromptLM(base, PromptConfig(5, deep=True, input_prompt=True, separator=True))
-    decoder = Decoder(model, dictionary, [str(u) for u in range(40, 52)])  # 12 one-token candidates
+    backbone = FairseqLM(base, dictionary).freeze()
+    vocab = backbone.vocab
+    model = PromptLM(backbone, PromptConfig(5, deep=True, input_prompt=True, separator=True))
 
-    # training: the label sits at the last position; the loss is on it only
-    target = torch.randint(4, 104, (BATCH,))
-    mask = torch.zeros(BATCH, LENGTH, dtype=torch.bool)
-    mask[:, -1] = True
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    # sentences `units <s> label </s>` of LENGTH input tokens: the batches of a train split
+    sentences = []
+    for _ in range(BATCH * UPDATES):
+        units = torch.randint(4, 104, (LENGTH - 2,))
+        sentences.append(torch.cat([units, torch.tensor([vocab.bos, int(torch.randint(40, 52, ())), vocab.eos])]))
+    batches = make_batches(sentences, vocab, BATCH, 1 << 20)
+    valid = make_batches(sentences[:BATCH], vocab, BATCH, 1 << 20)
+    settings = Settings(data="bench", base="bench", config={}, lr=5e-3, batch_size=BATCH, max_epoch=1, patience=0)
 
-    def prompt_step():
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(tokens, mask), target).backward()
-        optimizer.step()
+    def loop():
+        with tempfile.TemporaryDirectory() as tmp:
+            train(model, batches, valid, settings, os.path.join(tmp, "state.pt"), torch.device("cpu"), progress=False)
 
-    full = base.train(False)
+    tokens = [b.tokens for b in batches]
+    embedding = base.decoder.embed_tokens.weight
 
-    def frozen_lm_step():  # the whole LM's forward and backward (all weights), no optimizer
-        full.zero_grad()
-        logits = full(tokens)[0]
-        torch.nn.functional.cross_entropy(logits[:, -1], target).backward()
+    def frozen_lm():  # fairseq's decoder forward and backward to its token embeddings, batch by batch
+        for t in tokens:
+            base.decoder(t)[0][:, -2].logsumexp(-1).sum().backward()
+            embedding.grad = None
 
-    for p in base.parameters():
-        p.requires_grad_(True)
-    reference = best_of(frozen_lm_step)
-    for p in base.parameters():
-        p.requires_grad_(False)
-    step = best_of(prompt_step)
-    print(f"step: {step / reference:.2f}x the time of the LM's forward+backward "
-          f"(LM {reference * 1e3:.0f} ms, prompt step {step * 1e3:.0f} ms; goal <= 1.25)")
-    # decoding last: fairseq caches sinusoidal positions made under inference_mode, unusable in autograd
+    embedding.requires_grad_(True)
+    reference = best_of(frozen_lm)
+    embedding.requires_grad_(False)
+    ours = best_of(loop)
+    print(f"step: {ours / reference:.2f}x the time of the LM's bare forward+backward "
+          f"(LM {reference / len(tokens) * 1e3:.1f} ms, sp-train's loop {ours / len(tokens) * 1e3:.1f} ms an update "
+          f"incl. its validation and resume state; goal <= 1.10)")
+
+    decoder = Decoder(model.eval(), vocab, [str(u) for u in range(40, 52)])  # 12 one-token candidates
+    prefix = tokens[0][:, :LENGTH - 1].clone()
+    prefix[:, -1] = vocab.bos  # `</s> units <s>`: what one-pass decoding reads
+    lengths = torch.full((BATCH,), LENGTH - 1)
     with torch.inference_mode():
-        bare = best_of(lambda: base(tokens))
-        ours = best_of(lambda: decoder.score(tokens, lengths))
+        bare = best_of(lambda: base(prefix))
+        ours = best_of(lambda: decoder.score(prefix, lengths))
     print(f"decode: {bare / ours:.2f}x throughput of a bare batched fairseq forward "
           f"(bare {BATCH / bare:.0f}/s, sp-sample {BATCH / ours:.0f}/s; goal >= 0.8)")
-
-    print(f"model: {LAYERS} layers, d={DIM}, batch {BATCH} x {LENGTH} tokens, best of {REPEATS}, "
+    print(f"model: {LAYERS} layers, d={DIM}, batch {BATCH} x {LENGTH} tokens, {UPDATES} updates, best of {REPEATS}, "
           f"{torch.get_num_threads()} threads")
 
 

@@ -292,7 +292,7 @@ def _(k, t, out):
 @case("train-failure-removes-its-work-dir")
 def _(k, t, out):
     return "train", [k.bad_data, "--base", k.lm, "--max-epoch", 1, "-o", out, "--device", "cpu"], 1, \
-        "train sentence 4: expected 'units <s> label'"
+        f"{k.bad_data}/train:4 (utt0003): expected 'units <s> label'"
 
 
 @case("audio-file-missing")

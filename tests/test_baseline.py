@@ -3,6 +3,7 @@ import json
 import random
 
 import numpy as np
+import torch
 
 from conftest import shell, sp
 
@@ -82,15 +83,23 @@ def test_ulm_states_batched_equal_one_at_a_time(tmp_path):
     from speechprompt.baseline import ulm_states
     from speechprompt.io import Units
 
-    from speechprompt.checkpoints import load_lm
+    from speechprompt.prompting import backbones
 
-    model, dictionary = load_lm(make_lm(str(tmp_path / "lm"), layers=2, dim=32))
+    backbone = backbones.load("fairseq", make_lm(str(tmp_path / "lm"), layers=2, dim=32))
     rows = [Units(uid, [str(u) for u in units], label) for uid, units, label in toy_rows(23, 4)]
-    one = ulm_states(rows, model, dictionary, "cpu", batch_size=1)
-    batched = ulm_states(rows, model, dictionary, "cpu", batch_size=8)  # right-padded to the longest of each batch
+    one = ulm_states(rows, backbone, "cpu", batch_size=1)
+    batched = ulm_states(rows, backbone, "cpu", batch_size=8)  # right-padded to the longest of each batch
     assert one.shape == (23, 2 * 2 * 32)
     assert np.allclose(one, batched, atol=1e-5)
     assert not np.allclose(one[0], one[1])
+    # the states are fairseq's own: its decoder's inner states after each layer, mean and last
+    vocab = backbone.vocab
+    tokens = torch.tensor([[vocab.eos] + [vocab.index(u) for u in rows[0].units]])
+    with torch.no_grad():
+        inner = backbone.model.decoder.extract_features(tokens, None)[1]["inner_states"][1:]
+    states = torch.stack([s[:, 0] for s in inner])  # layers x T x d
+    expected = torch.cat([states.mean(1), states[:, -1]], -1).flatten().numpy()
+    assert np.allclose(one[0], expected, atol=1e-5)
 
 
 def test_ulm_states_probe_reads_units_and_needs_a_ulm(tmp_path):

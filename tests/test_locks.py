@@ -10,8 +10,9 @@ from speechprompt.io import BadInput
 from speechprompt.locks import exclusive
 
 HOLD = """
-import sys, time
+import signal, sys, time
 from speechprompt.locks import exclusive
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # as every sp-* tool does: SIGTERM unwinds
 with exclusive(sys.argv[1], "out"):
     print("held", flush=True)
     time.sleep(60)
@@ -35,8 +36,10 @@ def test_a_live_holder_refuses_a_second_and_its_death_frees_the_lock(tmp_path, h
     finally:
         process.send_signal(how)
         process.wait()
-    with exclusive(str(lock), "out"):  # the dead holder's lock file is still there; its lock is not
+    assert lock.exists() == (how == signal.SIGKILL)  # SIGTERM unwinds the block, which removes the file
+    with exclusive(str(lock), "out"):  # a file a dead holder left is locked again
         assert lock.exists()
+    assert not lock.exists()
 
 
 def test_the_lock_is_released_when_the_block_ends(tmp_path):

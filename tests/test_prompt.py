@@ -1,5 +1,7 @@
 """sp-train and the PromptLM: fairseq equivalence, frozen base, trainable count, loss, checkpoint."""
 import dataclasses
+import os
+import re
 
 import numpy as np
 import pytest
@@ -8,9 +10,24 @@ import torch
 from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
 from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
+from speechprompt.databin import load_dictionary, read_split
+from speechprompt.prompting import backbones
+from speechprompt.prompting.backbones.fairseq_lm import FairseqLM
+from speechprompt.prompting.labels import label_tokens
+from speechprompt.prompting.loop import batch_loss, make_batches
 from speechprompt.prompting.model import PromptConfig, PromptLM
-from speechprompt.prompting.plugin import (LabelCrossEntropy, LabelDataset, PromptModel, SpeechPromptConfig,
-                                           prompt_config, prompt_flags, read_split, split_at_separator)
+
+
+def backbone_of(base, directory):
+    """A fairseq model built by the tests, as a frozen backbone (its dict.txt is in `directory`)."""
+    return FairseqLM(base, load_dictionary(os.path.join(directory, "dict.txt"))).freeze()
+
+
+def train_log(stderr: str) -> list[dict]:
+    """sp-train's line at each validation: epoch, update, train loss, lr, valid accuracy."""
+    pattern = r"epoch (\d+) update (\d+): train loss ([\d.]+), lr ([\d.e-]+); valid accuracy ([\d.]+)"
+    return [dict(zip(("epoch", "update", "loss", "lr", "valid"), map(float, m)))
+            for m in re.findall(pattern, stderr)]
 
 
 @pytest.mark.parametrize("normalize_before,learned_pos,io_dim", [(False, False, None), (True, True, None),
@@ -18,7 +35,7 @@ from speechprompt.prompting.plugin import (LabelCrossEntropy, LabelDataset, Prom
 def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_pos, io_dim):
     base, _ = build_lm(str(tmp_path), normalize_before=normalize_before, learned_pos=learned_pos, io_dim=io_dim)
     base.eval()
-    model = PromptLM(base, PromptConfig(5, deep=False, input_prompt=False, separator=False))
+    model = PromptLM(backbone_of(base, tmp_path), PromptConfig(5, deep=False, input_prompt=False, separator=False))
     tokens = torch.randint(4, 24, (3, 11))
     tokens[1, 7:] = base.decoder.padding_idx  # right padding: compare the real positions
     with torch.no_grad():
@@ -31,7 +48,7 @@ def test_prompts_off_forward_equals_fairseq(tmp_path, normalize_before, learned_
 
 def test_kv_cache_continuation_equals_full_forward(tmp_path):
     base, _ = build_lm(str(tmp_path), normalize_before=True)
-    model = PromptLM(base.eval(), PromptConfig(3, deep=True, input_prompt=True, separator=True))
+    model = PromptLM(backbone_of(base, tmp_path), PromptConfig(3, deep=True, input_prompt=True, separator=True))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -47,48 +64,39 @@ def test_kv_cache_continuation_equals_full_forward(tmp_path):
 
 def test_trainable_count_at_gslm_size(tmp_path):
     base, _ = build_lm(str(tmp_path), layers=12, dim=1024, heads=16, ffn=8)
-    model = PromptLM(base, PromptConfig(5, deep=True, input_prompt=True, separator=True))
+    model = PromptLM(backbone_of(base, tmp_path), PromptConfig(5, deep=True, input_prompt=True, separator=True))
     assert model.trainable_count() == 129_024
     assert all(not p.requires_grad for p in base.parameters())
-    shallow = PromptLM(base, PromptConfig(5, deep=False, input_prompt=True, separator=True))
+    shallow = PromptLM(backbone_of(base, tmp_path), PromptConfig(5, deep=False, input_prompt=True, separator=True))
     assert shallow.trainable_count() == 5 * 1024 + 1024
-
-
-def _batches(data, dictionary, size=16):
-    sentences, _ = read_split(data, "train", dictionary)
-    dataset = LabelDataset(sentences, dictionary)
-    return [dataset.collater([dataset[i] for i in range(s, min(s + size, len(dataset)))])
-            for s in range(0, len(dataset), size)]
 
 
 def test_prompt_tuning_updates_only_prompts_and_loss_goes_down(tmp_path):
     lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
     data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(96, 1)})
-    base, dictionary = load_lm(lm)
-    before = {k: v.clone() for k, v in base.state_dict().items()}
+    backbone = backbones.load("fairseq", lm)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
     torch.manual_seed(0)
-    model = PromptModel(PromptLM(base, PromptConfig(5)))
-    criterion = LabelCrossEntropy(None)
-    criterion.padding_idx = dictionary.pad()
+    model = PromptLM(backbone, PromptConfig(5)).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=2e-2)
-    batches = _batches(data, dictionary)
+    batches = make_batches(read_split(data, "train", backbone.vocab.index).sentences, backbone.vocab, 16, 4096)
     losses = []
     for _epoch in range(4):
         total = 0.0
         for batch in batches:
-            loss, n, _ = criterion(model, batch)
+            loss = batch_loss(model, batch)
             optimizer.zero_grad()
-            (loss / n).backward()
+            (loss / batch.count).backward()
             optimizer.step()
             total += float(loss)
         losses.append(total)
     assert losses[-1] < 0.9 * losses[0], losses
-    assert all(p.grad is None for p in base.parameters())  # no gradient ever reached the frozen weights
-    after = base.state_dict()
+    assert all(p.grad is None for p in backbone.parameters())  # no gradient ever reached the frozen weights
+    after = backbone.state_dict()
     for key, tensor in before.items():
         assert torch.equal(tensor, after[key]), key
-    assert set(model.state_dict()) == {"input_prompt", "deep_prompt", "separator"}
+    assert set(model.prompt_state()) == {"input_prompt", "deep_prompt", "separator"}
 
 
 def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_factory):
@@ -105,13 +113,13 @@ def test_sp_train_checkpoint_holds_prompts_and_base_file_is_untouched(tmp_path_f
     base, _ = load_lm(toy.lm)
     assert not torch.equal(trained, base.decoder.embed_tokens.weight[0])  # the separator did learn
     assert "trainable parameters: 832" in toy.log  # 5*32 + 2*2*5*32 + 32
-    assert toy.stdout == ""  # fairseq's logging goes to stderr
+    assert toy.stdout == ""  # logs go to stderr
+    assert ckpt["base"]["kind"] == "fairseq"
 
 
 def test_sp_train_loss_goes_down_in_its_log(tmp_path_factory):
     toy = trained_toy(tmp_path_factory)
-    epochs = [float(line.split("| loss ")[1].split()[0]) for line in toy.log.splitlines()
-              if "| INFO | train |" in line or line.startswith("INFO:train:epoch")]
+    epochs = [line["loss"] for line in train_log(toy.log)]
     assert len(epochs) == 3 and epochs[-1] < epochs[0], epochs
 
 
@@ -124,17 +132,19 @@ def test_half_precision_needs_a_gpu(tmp_path):
     assert not (tmp_path / "p.pt").exists()
 
 
-def test_label_dataset_targets_only_label_and_eos(tmp_path):
+def test_a_batch_targets_only_the_label_and_eos(tmp_path):
     data = make_databin(str(tmp_path / "bin"), {"train": [("a", [5, 6, 7], "yes no")]})
-    from fairseq.data import Dictionary
-    dictionary = Dictionary.load(f"{data}/dict.txt")
-    sentences, ids = read_split(data, "train", dictionary)
-    item = LabelDataset(sentences, dictionary)[0]
+    dictionary = load_dictionary(f"{data}/dict.txt")
+    vocab = backbones.fairseq_lm.vocabulary_of(dictionary)
+    split = read_split(data, "train", vocab.index)
+    batch = make_batches(split.sentences, vocab, 16, 4096)[0]
     index = dictionary.index
-    assert ids == ["a"]
-    assert item["source"].tolist() == [dictionary.eos(), index("5"), index("6"), index("7"), dictionary.bos(),
-                                       index("1"), index("2")]
-    assert item["target"].tolist() == [dictionary.pad()] * 4 + [index("1"), index("2"), dictionary.eos()]
+    assert split.ids == ["a"]
+    assert batch.tokens[0].tolist() == [dictionary.eos(), index("5"), index("6"), index("7"), dictionary.bos(),
+                                        index("1"), index("2")]
+    # predicted at <s> and after each label token: the label tokens, then </s>
+    assert batch.where.tolist() == [4, 5, 6] and batch.gold.tolist() == [index("1"), index("2"), dictionary.eos()]
+    assert batch.count == 3 and batch.row.tolist() == [0, 0, 0]
 
 
 def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
@@ -143,9 +153,9 @@ def test_linear_lr_schedule_decays_to_zero_at_the_last_epoch(tmp_path):
     lm = make_lm(str(tmp_path / "lm"))
     run = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--max-epoch", 3, "--batch-size", 16, "--skip-bad",
              "--lr", 0.01, "--lr-schedule", "linear", "--warmup-updates", 2, "--patience", -1, "--device", "cpu")
-    lrs = [float(line.split("| lr ")[1].split()[0]) for line in run.stderr.splitlines()
-           if line.startswith("INFO:train:epoch")]
-    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] == 0, lrs  # 4 updates an epoch, 12 in all
+    lrs = [line["lr"] for line in train_log(run.stderr)]  # the lr of each epoch's last update
+    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] > 0, lrs  # 4 updates an epoch, 12 in all
+    assert lrs[2] == pytest.approx(0.01 * (1 - 10 / 10)  + 0.01 / 10, abs=1e-9)  # the last update's: 1/10 of the peak
     assert load_checkpoint(tmp_path / "p.pt")["training"]["lr_schedule"] == "linear"
 
 
@@ -172,22 +182,10 @@ def test_sp_train_refuses_a_sentence_longer_than_the_ulm_positions_in_one_line(t
     valid[3] = (valid[3][0], [7] * 130, "no")
     data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(16, 1), "valid": valid})
     bad = sp("train", data, "--base", lm, "-o", tmp_path / "p.pt", "--device", "cpu", check=False)
-    error = bad.stderr.strip().splitlines()[-1]  # after fairseq's INFO lines, one error line, no traceback
+    error = bad.stderr.strip().splitlines()[-1]  # one error line, no traceback
     assert bad.returncode == 1 and error.startswith("sp-train: error: ") and "Traceback" not in bad.stderr
     assert f"valid:4 ({valid[3][0]})" in error and "133 tokens" in error
     assert "sp-lmdata --max-units 125" in error and not (tmp_path / "p.pt").exists()
-
-
-@pytest.mark.parametrize("config", [PromptConfig(), PromptConfig(3, deep=False, input_prompt=False, separator=False,
-                                                                  num_classes=4, finetune=True)])
-def test_the_prompt_config_crosses_fairseqs_command_line_unchanged(config):
-    from fairseq import options
-
-    argv = ["data", "--task", "speech_prompt", "--arch", "prompt_lm", "--criterion", "label_ce", *prompt_flags(config)]
-    args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    task_cfg = SpeechPromptConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SpeechPromptConfig)
-                                     if hasattr(args, f.name)})
-    assert prompt_config(task_cfg) == config
 
 
 def test_an_older_checkpoints_config_dict_still_reads():
@@ -197,13 +195,11 @@ def test_an_older_checkpoints_config_dict_still_reads():
 
 
 def test_split_at_the_separator():
-    from fairseq.data import Dictionary
-
-    d = Dictionary()  # <s> 0, <pad> 1, </s> 2, <unk> 3
-    units, label = split_at_separator(torch.tensor([7, 8, 0, 9, 10, 2]), d)
+    bos, eos = 0, 2
+    units, label = label_tokens(torch.tensor([7, 8, 0, 9, 10, 2]), bos, eos)
     assert units.tolist() == [7, 8] and label.tolist() == [9, 10]
-    assert split_at_separator(torch.tensor([7, 0, 2]), d)[1].tolist() == []  # no label
-    assert split_at_separator(torch.tensor([7, 8, 2]), d) is None and split_at_separator(torch.tensor([0, 7, 0, 2]), d) is None
+    assert label_tokens(torch.tensor([7, 0, 2]), bos, eos)[1].tolist() == []  # no label
+    assert label_tokens(torch.tensor([7, 8, 2]), bos, eos) is None and label_tokens(torch.tensor([0, 7, 0, 2]), bos, eos) is None
 
 
 def test_patience_waits_while_valid_accuracy_is_at_chance():
@@ -219,7 +215,7 @@ def test_patience_waits_while_valid_accuracy_is_at_chance():
 
 
 def test_lr_and_prompt_length_auto_follow_the_ulm_width(tmp_path):
-    from speechprompt.prompting.defaults import auto_lr, auto_prompt_length, read_ulm_shape
+    from speechprompt.prompting.defaults import auto_lr, auto_prompt_length
 
     assert auto_lr(128) == 0.03 and auto_lr(1024) == 0.005  # the measured anchors
     assert auto_lr(64) == 0.03 and auto_lr(4096) == 0.005  # held outside them
@@ -227,14 +223,16 @@ def test_lr_and_prompt_length_auto_follow_the_ulm_width(tmp_path):
     assert auto_prompt_length(128) == 10 and auto_prompt_length(1024) == 5  # its anchors
     assert auto_prompt_length(64) == 10 and auto_prompt_length(4096) == 5
     assert [auto_prompt_length(d) for d in (256, 512, 768)] == [8, 6, 6]
-    assert read_ulm_shape(make_lm(str(tmp_path / "lm"), layers=3, dim=48, heads=4)) == (3, 48)
+    shape = backbones.read_shape("fairseq", make_lm(str(tmp_path / "lm"), layers=3, dim=48, heads=4))
+    assert (shape.layers, shape.embed_dim, shape.heads, shape.head_dim, shape.max_positions) == (3, 48, 4, 12, 128)
 
 
 def test_epoch_cap_auto_gives_a_small_train_split_enough_updates():
-    from speechprompt.prompting.defaults import auto_epochs
+    from speechprompt.prompting.defaults import auto_epoch_bound, auto_epochs
 
     assert auto_epochs(1600) == 30 and auto_epochs(100) == 30  # a large split: 30 epochs
     assert auto_epochs(70) == 43 and auto_epochs(26) == 116  # a small one: 3,000 updates
+    assert auto_epoch_bound(1600) == 90 and auto_epoch_bound(70) == 129  # once above chance: three times that
 
 
 def plateau_rows(n: int, seed: int):
@@ -260,10 +258,16 @@ def test_a_run_that_plateaus_stops_by_patience_and_says_so(tmp_path):
     stop = load_checkpoint(tmp_path / "prompt.pt")["stop"]
     assert stop["reason"] == "patience" and stop["epoch"] < 60
     assert stop["best_valid_accuracy"] > stop["chance"] and stop["validations"] == stop["best_validation"] + 2
-    # it started flat at chance (one label for all): plain patience 2 would have stopped at the third
-    # validation, before it learned
-    valid = [float(line.split("| accuracy ")[1].split()[0]) for line in run.stderr.splitlines() if "valid on" in line]
-    assert valid[0] == valid[1] == valid[2] <= stop["chance"] and stop["best_validation"] > 3
+    # it started at chance (one label for all): plain patience 2 would have stopped there, before it learned
+    valid = [line["valid"] for line in train_log(run.stderr)]
+    best, waited, plain_stop = valid[0], 0, None
+    for n, accuracy in enumerate(valid[1:], 2):
+        best, waited = (accuracy, 0) if accuracy > best else (best, waited + 1)
+        if waited == 2:
+            plain_stop = n
+            break
+    assert plain_stop is not None and max(valid[:plain_stop]) <= stop["chance"] < stop["best_valid_accuracy"]
+    assert stop["best_validation"] > plain_stop
     assert f"sp-train: stopped: patience (epoch {stop['epoch']}, " in run.stderr
     assert "lr auto: 0.03 for a uLM of 2 x 32" in run.stderr
     assert "prompt length auto: 10 for a uLM of 2 x 32" in run.stderr
@@ -283,7 +287,8 @@ def test_caps_stop_the_run_and_the_log_says_which(tmp_path, cap, reason):
 
 def test_the_epoch_cap_is_auto_by_default_and_says_what_it_chose(tmp_path):
     run = plateau_run(tmp_path, "--patience", 0, "--max-update", 3)
-    assert "max epoch auto: 500 (30, or enough for 3,000 updates at 6 an epoch)" in run.stderr  # 96 / 16 a batch
+    assert ("max epoch auto: 500 while at chance (30, or enough for 3,000 updates at 6 an epoch), 1500 once "
+            "above it; patience decides") in run.stderr  # 96 / 16 a batch
     assert load_checkpoint(tmp_path / "prompt.pt")["stop"]["reason"] == "max update"
 
 
@@ -301,9 +306,8 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     """A label token counts as right when it is the likeliest of the tokens a train label may have there, even
     if another token of the vocabulary is likelier (seen on a GSLM-sized uLM early in tuning: accuracy 0
     over the vocabulary, 0.14 decoded); a label that no train label has never counts."""
-    from types import SimpleNamespace
-
-    from speechprompt.prompting.plugin import CandidateSteps
+    from speechprompt.prompting.labels import CandidateSteps
+    from speechprompt.prompting.loop import Batch, correct_sentences
 
     pad, eos, vocab = 1, 2, 12
     # train labels: (4,), (5,), (6, 7), (6, 8); so after 6 comes 7 or 8, after (4,) only </s>
@@ -311,21 +315,17 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     allowed = steps.allowed([[6, 8, eos], [9, eos]], "cpu")
     assert [row.nonzero().flatten().tolist() for row in allowed] == [[4, 5, 6], [7, 8], [eos], [4, 5, 6], []]
 
-    target = torch.tensor([[pad, pad, 4, eos, pad], [pad, 6, 8, eos, pad], [pad, pad, pad, 9, eos]])
-    mask = target.ne(pad)
-    gold = target[mask]
+    rows = [[4, eos], [6, 8, eos], [9, eos]]  # the targets of three sentences
+    gold = torch.tensor([t for row in rows for t in row])
     logits = torch.full((len(gold), vocab), -5.0)
     logits[torch.arange(len(gold)), gold] = 0.0  # gold is the likeliest of the candidates' tokens...
     logits[:, 10] = 1.0  # ...and token 10, which no label has, the likeliest of all
 
-    def model(tokens, label_mask):  # only the criterion is under test: these are the model's label logits
+    def model(tokens, where):  # only the accuracy is under test: these are the model's label logits
         return logits
-    model.verbalizer = None  # no linear verbalizer: the labels are tokens
-    sample = {"target": target, "net_input": {"tokens": target}, "label_class": torch.full((3,), -100)}
-    criterion = LabelCrossEntropy(SimpleNamespace(candidates=steps))
-    criterion.padding_idx = pad
-    _, _, log = criterion(model, sample)
-    assert log["correct"] == 2  # the two train labels; label 9 is no candidate
-    criterion = LabelCrossEntropy(None)  # over the whole vocabulary: token 10 wins everywhere
-    criterion.padding_idx = pad
-    assert criterion(model, sample)[2]["correct"] == 0
+    row = torch.tensor([b for b, r in enumerate(rows) for _ in r])
+    batch = Batch(torch.zeros(3, 4, dtype=torch.long), torch.arange(len(gold)), gold, row, len(gold), 3,
+                  steps.allowed(rows, "cpu"))
+    assert int(correct_sentences(model, batch)) == 2  # the two train labels; label 9 is no candidate
+    batch.allowed = None  # over the whole vocabulary: token 10 wins everywhere
+    assert int(correct_sentences(model, batch)) == 0

@@ -7,7 +7,8 @@ from conftest import sp
 from prompt_fixtures import TOKEN, TOY_TRAINING, build_lm, make_databin, toy_rows, trained_toy, write_verbalizer
 from speechprompt.checkpoints import load_checkpoint
 from speechprompt.prompting.model import PromptConfig, PromptLM
-from speechprompt.sample import Decoder
+from speechprompt.prompting.backbones.fairseq_lm import FairseqLM
+from speechprompt.prompting.decoding import Decoder
 
 
 def read_jsonl(path):
@@ -79,13 +80,14 @@ def test_multi_token_candidate_scoring_equals_full_forwards(tmp_path):
     base, _ = build_lm(str(tmp_path), normalize_before=True)
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     torch.manual_seed(1)
-    model = PromptLM(base.eval(), PromptConfig(4))
+    backbone = FairseqLM(base, dictionary).freeze()
+    model = PromptLM(backbone, PromptConfig(4))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
                 p.normal_()
     labels = ["1 2", "2 3", "3 1 2", "4"]
-    decoder = Decoder(model, dictionary, labels)
+    decoder = Decoder(model, backbone.vocab, labels)
     assert not decoder.one_pass
     eos, sep, idx = dictionary.eos(), dictionary.bos(), dictionary.index
     prefixes = [[eos, idx("5"), idx("9"), sep], [eos, idx("7"), idx("8"), idx("6"), idx("11"), sep]]
@@ -106,14 +108,15 @@ def test_linear_verbalizer_decodes_in_one_pass(tmp_path):
 
     base, _ = build_lm(str(tmp_path))
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
-    model = PromptLM(base.eval(), PromptConfig(2, num_classes=3))
-    decoder = Decoder(model, dictionary, ["0", "1", "2"])
+    backbone = FairseqLM(base, dictionary).freeze()
+    model = PromptLM(backbone, PromptConfig(2, num_classes=3))
+    decoder = Decoder(model, backbone.vocab, ["0", "1", "2"])
     assert decoder.one_pass
     batch = torch.tensor([[dictionary.eos(), dictionary.index("9"), dictionary.bos()]])
     with torch.no_grad():
         scores = decoder.score(batch, torch.tensor([3]))
         x, _ = model.features(batch)
-        expected = model.verbalizer(model.decoder.output_layer(x[:, -1])).log_softmax(-1)
+        expected = model.verbalizer(model.base.logits(x[:, -1])).log_softmax(-1)
     torch.testing.assert_close(scores, expected)
 
 
@@ -123,13 +126,14 @@ def test_equal_length_candidates_share_trie_prefixes_and_equal_full_forwards(tmp
     base, _ = build_lm(str(tmp_path), normalize_before=True, learned_pos=True)
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     torch.manual_seed(2)
-    model = PromptLM(base.eval(), PromptConfig(3))
+    backbone = FairseqLM(base, dictionary).freeze()
+    model = PromptLM(backbone, PromptConfig(3))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
                 p.normal_()
     labels = ["1 2 7", "1 3 7", "1 3 8", "2 1 7", "2 2 2", "3 3 3"]  # spelled labels: one length, shared prefixes
-    decoder = Decoder(model, dictionary, labels)
+    decoder = Decoder(model, backbone.vocab, labels)
     # run once each: the first tokens 1, 2, 3 and the prefixes 1 2, 1 3, 2 1, 2 2, 3 3 (no end of sequence)
     assert decoder.extra_tokens == 3 + 5 and not decoder.scores_eos
     eos, sep, idx = dictionary.eos(), dictionary.bos(), dictionary.index
@@ -151,7 +155,7 @@ def test_equal_length_candidates_share_trie_prefixes_and_equal_full_forwards(tmp
 
 
 def test_token_batches_respect_both_limits_and_keep_every_sentence():
-    from speechprompt.sample import token_batches
+    from speechprompt.prompting.decoding import token_batches
 
     items = [(i, torch.zeros(n), None) for i, n in enumerate([3, 40, 7, 7, 100, 12, 5, 60])]
     batches = list(token_batches(items, extra=10, batch_size=3, max_tokens=150))

@@ -23,6 +23,7 @@ import torch
 
 from .io import (BadInput, Prediction, Skipper, Units, atomic_output, command, input_name, log, output_option,
                  pick_device, read_manifest, read_units, runtime_options, skip_bad_option)
+from .prompting.backbones import KINDS
 
 
 def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
@@ -39,17 +40,17 @@ def logmel_stats(path: str, skipper: Skipper) -> tuple[list[Units], np.ndarray]:
     return nonempty(rows, path), np.stack(stats)
 
 
-def ulm_states(rows: list[Units], lm, dictionary, device: str, batch_size: int = 64) -> np.ndarray:
+def ulm_states(rows: list[Units], backbone, device: str, batch_size: int = 64) -> np.ndarray:
     """[N, 2 * layers * d] per-row mean and last hidden state after each layer of the frozen uLM.
 
     Rows run in batches of similar length, right-padded: the LM is causal, so
     padding after a row's last unit changes none of its states.
     """
-    from fairseq.data import data_utils
     from tqdm import tqdm
 
-    sequences = [torch.tensor([dictionary.eos()] + [dictionary.index(u) for u in row.units]) for row in rows]
-    unknown = sum(int((s == dictionary.unk()).sum()) for s in sequences)
+    vocab = backbone.vocab
+    sequences = [torch.tensor([vocab.eos] + [vocab.index(u) for u in row.units]) for row in rows]
+    unknown = sum(int((s == vocab.unk).sum()) for s in sequences)
     if unknown:
         log(f"{unknown} units not in the uLM's dictionary read as <unk>")
     order = sorted(range(len(rows)), key=lambda i: len(sequences[i]))
@@ -58,9 +59,16 @@ def ulm_states(rows: list[Units], lm, dictionary, device: str, batch_size: int =
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             lengths = torch.tensor([len(sequences[i]) for i in batch], device=device)
-            tokens = data_utils.collate_tokens([sequences[i] for i in batch], dictionary.pad()).to(device)
-            _, extra = lm.decoder.extract_features(tokens, None)
-            states = torch.stack(extra["inner_states"][1:], 1).transpose(0, 2)  # B x layers x T x d
+            tokens = torch.full((len(batch), int(lengths.max())), vocab.pad, dtype=torch.long)
+            for row, i in enumerate(batch):
+                tokens[row, :len(sequences[i])] = sequences[i]
+            tokens = tokens.to(device)
+            positions = torch.arange(tokens.shape[1], device=device).expand(len(batch), -1)
+            causal = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool, device=device).tril()
+            layers = []
+            backbone.run(backbone.layer_input(backbone.embed_tokens(tokens), positions), positions, causal,
+                         states=layers)
+            states = torch.stack(layers, 1)  # B x layers x T x d
             valid = (torch.arange(tokens.shape[1], device=device) < lengths[:, None]).float()[:, None, :, None]
             mean = (states * valid).sum(2) / lengths[:, None, None]
             last = states[torch.arange(len(batch)), :, lengths - 1]
@@ -100,13 +108,15 @@ def fitting(rows: list[Units], longest: int, skipper: Skipper) -> list[Units]:
               help="units, ulm-states: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
 @click.option("--ulm", type=click.Path(exists=True, dir_okay=False), help="The unit LM of --features ulm-states.")
 @click.option("--ulm-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --ulm].")
+@click.option("--ulm-kind", default="fairseq", show_default=True, type=click.Choice(sorted(KINDS)),
+              help="The kind of backbone --ulm is (see sp-train --backbone).")
 @runtime_options()
 @click.option("--ngrams", default=3, show_default=True, help="Use unit 1..N-grams.")
 @click.option("--model", "kind", default="svm", show_default=True, type=click.Choice(["svm", "logreg"]))
 @click.option("--C", "c", default=1.0, show_default=True, help="Inverse regularisation strength.")
 @click.option("--seed", default=0, show_default=True)
 @skip_bad_option
-def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, kind, c, seed, skip_bad):
+def main(train, test, output, features, ulm, ulm_dict, ulm_kind, device, threads, ngrams, kind, c, seed, skip_bad):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -124,14 +134,14 @@ def main(train, test, output, features, ulm, ulm_dict, device, threads, ngrams, 
     elif features == "ulm-states":
         if not ulm:
             raise click.UsageError("--features ulm-states needs --ulm")
-        from .checkpoints import load_lm
+        from .prompting import backbones
 
         train_rows, test_rows = nonempty(read_units(train, skipper), train), nonempty(read_units(test, skipper), test)
-        lm, dictionary = load_lm(ulm, ulm_dict, device)
-        longest = lm.decoder.max_positions() - 1  # `</s>` first
+        backbone = backbones.load(ulm_kind, ulm, ulm_dict, device)
+        longest = backbone.shape.max_positions - 1  # `</s>` first
         train_rows, test_rows = (nonempty(fitting(rows, longest, skipper), path)
                                  for rows, path in ((train_rows, train), (test_rows, test)))
-        x_train, x_test = (ulm_states(rows, lm, dictionary, device) for rows in (train_rows, test_rows))
+        x_train, x_test = (ulm_states(rows, backbone, device) for rows in (train_rows, test_rows))
         what = f"uLM hidden states of {ulm}"
     else:
         (train_rows, x_train), (test_rows, x_test) = logmel_stats(train, skipper), logmel_stats(test, skipper)

@@ -1,4 +1,5 @@
-"""Training on several processes: torchrun starts them, fairseq's distributed training joins them.
+"""Training on several processes: torchrun starts them; sp-train's loop (`join`) or fairseq's distributed
+training (sp-pretrain) joins them.
 
     torchrun --nproc_per_node N --no-python sp-pretrain DATA --save-dir ULM ...
     torchrun --nproc_per_node N --no-python sp-train DATA --base ULM/checkpoint_best.pt -o prompt.pt ...
@@ -62,8 +63,14 @@ def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> lis
     return argv
 
 
+def join(device: torch.device, here: World) -> None:
+    """Join torchrun's other processes (`env://`): NCCL between GPUs, gloo between CPU processes."""
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
+                                         rank=here.rank, world_size=here.size)
+
+
 def leave() -> None:
-    """Close the process group that fairseq opened, so that the process exits cleanly."""
+    """Close the process group, so that the process exits cleanly."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

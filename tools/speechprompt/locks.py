@@ -1,15 +1,13 @@
 """One writer an output: a lock file held with `flock` for as long as a process works on it.
 
-    with exclusive("exp/ulm/.lock", "exp/ulm"):
-        ...  # a second sp-pretrain aimed at exp/ulm refuses in one line while this runs
+    with exclusive("exp/prompt.pt.lock", "exp/prompt.pt"):
+        ...  # a second sp-train aimed at exp/prompt.pt refuses in one line while this runs
 
 The kernel releases an `flock` when its holder exits, however it exits (SIGKILL and the OOM killer
-included), so a lock left by a dead process is taken over without any clean-up: only the pid written
-into the file stays behind, and it names the holder in the refusal while the holder lives.
-
-A lock file may be removed by its holder while it holds it (`remove=True`): whoever locks a file checks
-that the path still names the file it locked, and locks the new one if not, so two processes never
-hold two files of one path.
+included), so a lock left by a dead process is taken over without any clean-up; the pid written into
+the file names the holder in the refusal while the holder lives. The holder removes the file when it
+is done, while it still holds the lock; a process that locked the file just before it was removed
+finds the path gone (or another file there) and starts over, so two processes never hold one path.
 
 Make holds the lock of an experiment for its whole run through this file run as a script (stdlib only:
 it runs before the venv exists), from a parse-time `$(shell ...)` of mk/experiment.mk:
@@ -59,22 +57,22 @@ def acquire(lock_path: str, pid: int | None = None) -> int:
             os.close(fd)
             raise Busy(f"busy: {holder(lock_path)} is working on it (lock {lock_path}); wait for it, "
                        "or stop it") from None
-        try:  # the file we locked must still be the one the path names (a holder may remove its file)
+        try:  # the file we locked must still be the one the path names (its holder removes it when done)
             same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
         except FileNotFoundError:
             same = False
         if same:
             break
-        os.close(fd)
+        os.close(fd)  # lock the path's new file
     os.ftruncate(fd, 0)
     os.write(fd, f"{owner(pid)}\n".encode())
     return fd
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: str, what: str, remove: bool = False) -> Iterator[None]:
+def exclusive(lock_path: str, what: str) -> Iterator[None]:
     """Hold `lock_path` while the block runs; refuse in one line (naming `what` and the holder) if a live
-    process holds it. `remove`: delete the lock file at the end, while still holding it."""
+    process holds it."""
     from .io import BadInput
 
     try:
@@ -86,9 +84,8 @@ def exclusive(lock_path: str, what: str, remove: bool = False) -> Iterator[None]
     try:
         yield
     finally:
-        if remove:
-            with contextlib.suppress(OSError):
-                os.unlink(lock_path)
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
         os.close(fd)  # releases the flock
 
 
@@ -144,6 +141,8 @@ def hold(lock_path: str, pid: int, what: str, grace: float = 5.0) -> int:
     else:
         while alive(pid):
             time.sleep(0.5)
+    with contextlib.suppress(OSError):
+        os.unlink(lock_path)
     os.close(fd)
     os._exit(0)
 

@@ -177,7 +177,7 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
         return
     created = not os.path.exists(save_dir)
     try:
-        with exclusive(os.path.join(save_dir, ".lock"), save_dir, remove=True):  # one sp-pretrain a SAVE_DIR
+        with exclusive(os.path.join(save_dir, ".lock"), save_dir):  # one sp-pretrain a SAVE_DIR
             started = time.time()
             summary = run(argv, data, save_dir, scratch, rules, restart, shape, device, here, dict(
                 size=size, seed=seed, lr=lr or SIZES[size][4], max_tokens=max_tokens, precision=precision,

@@ -2,17 +2,15 @@
 chance, and caps on epochs, updates and wall time.
 
 Prompts on a small uLM can sit at chance for several epochs before the valid accuracy moves; plain
-patience (fairseq's `--patience`) stops such a run at chance. Here the patience counter starts only once
+patience stops such a run at chance. Here the patience counter starts only once
 the best valid accuracy is above chance: the share of the most frequent valid label (what a constant
 answer gets) plus two binomial standard errors at that share. A run that never leaves chance runs to
 its caps, and the log says so.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import time
 from collections import Counter
 
 PATIENCE, MAX_EPOCH, MAX_UPDATE, TIME_CAP = "patience", "max epoch", "max update", "time cap"
@@ -71,32 +69,3 @@ class StopRecord:
         if not self.left_chance:
             text += f"; it never rose above chance ({self.chance:.4f}), so patience never started"
         return text
-
-
-@contextlib.contextmanager
-def stopping(stop: EarlyStop, max_update: int):
-    """Run fairseq-train inside this block: its `validate_and_save` gets `stop`'s patience, and the record
-    yielded says why training ended (fairseq's own caps: `--max-update`, `--stop-time-hours`)."""
-    from fairseq_cli import train as fairseq_train
-
-    original = fairseq_train.validate_and_save
-    record = StopRecord(chance=stop.chance)
-    start = time.monotonic()
-
-    def validate_and_save(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch):
-        valid_losses, should_stop = original(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch)
-        record.epoch, record.updates = epoch_itr.epoch, trainer.get_num_updates()
-        if should_stop:  # fairseq stops only on its caps here: its own patience is off
-            record.reason = MAX_UPDATE if max_update and record.updates >= max_update else TIME_CAP
-        if valid_losses[0] is not None and stop.update(float(valid_losses[0])) and not should_stop:
-            record.reason, should_stop = PATIENCE, True
-        return valid_losses, should_stop
-
-    fairseq_train.validate_and_save = validate_and_save
-    try:
-        yield record
-    finally:
-        fairseq_train.validate_and_save = original
-        record.seconds = time.monotonic() - start
-        record.validations, record.best_validation = stop.validations, stop.best_validation
-        record.best_valid_accuracy, record.left_chance = stop.best, stop.left_chance

@@ -1,0 +1,47 @@
+"""The labelled splits prompt tuning reads: a data-bin's sentences, checked, in the backbone's vocabulary."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ..databin import read_split
+from ..io import BadInput, Skipper, log
+from .labels import label_tokens
+
+
+def labelled_sentences(data: str, split: str, vocab, positions: int, skip_bad: bool) -> tuple[list, list[str]]:
+    """The sentences of `DATA/SPLIT` that are `units <s> label` and fit the uLM's `positions`, with their
+    ids. A sentence without one `<s>` and a label, or too long, is an error naming it, or with `skip_bad`
+    a counted skip."""
+    split_data = read_split(data, split, vocab.index)
+    skipper, kept, ids = Skipper(skip_bad), [], []
+    too_long = 0
+    for i, seq in enumerate(split_data.sentences):
+        with skipper.guard():
+            where = split_data.where(data, split, i)
+            parts = label_tokens(seq, vocab.bos, vocab.eos)
+            if parts is None or not len(parts[1]):
+                raise BadInput("expected 'units <s> label'", where)
+            if len(seq) > positions:
+                too_long += 1
+                label = len(parts[1])
+                raise BadInput(f"{len(seq)} tokens (`</s> units <s> label`) do not fit the uLM's {positions} "
+                               f"positions; crop the units: sp-lmdata --max-units {max(1, positions - label - 2)} "
+                               f"(Make: MAX_UNITS)", where)
+            kept.append(seq)
+            ids.append(split_data.ids[i])
+    if skip_bad and skipper.skipped:
+        log(f"{split}: skipped {skipper.skipped} bad sentences ({too_long} of them longer than the uLM's {positions} "
+            f"positions)")
+    if not kept:
+        raise BadInput(f"no labelled sentence in the {split} split", os.path.join(data, split))
+    return kept, ids
+
+
+def data_identity(data: str) -> str:
+    """sha256 over the files of the train and valid splits and the dictionary: what a resume must find again."""
+    digest = hashlib.sha256()
+    for name in ("dict.txt", "train.idx", "train.bin", "valid.idx", "valid.bin"):
+        with open(os.path.join(data, name), "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
