@@ -424,6 +424,42 @@ def _(k, t, out):
         f"{cut}:8: expected 'token count' (a fairseq dict.txt)"
 
 
+def damaged_databin(k, t, name: str, keep) -> Path:
+    """A copy of the kit's data-bin whose file `name` keeps only `keep(its bytes)`."""
+    import shutil
+
+    data = t / "in" / "bin"
+    shutil.copytree(k.data, data)
+    (data / name).write_bytes(keep((data / name).read_bytes()))
+    return data
+
+
+PRETRAIN = ["--size", "tiny", "--max-epoch", 1, "--device", "cpu"]
+for _name in ("train.bin", "train.idx", "valid.bin", "valid.idx"):
+    @case(f"pretrain-truncated-{_name}")
+    def _(k, t, out, name=_name):
+        data = damaged_databin(k, t, name, lambda b: b[:len(b) // 2])
+        return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/{name}: truncated"
+
+
+@case("pretrain-truncated-dict.txt")
+def _(k, t, out):
+    data = damaged_databin(k, t, "dict.txt", lambda b: b"".join(b.splitlines(keepends=True)[:5]))
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, "is past dict.txt's 9 symbols (a truncated dict.txt?)"
+
+
+@case("pretrain-dict.txt-cut-in-a-line")
+def _(k, t, out):
+    data = damaged_databin(k, t, "dict.txt", lambda b: b[:b.index(b"\n5 1") + 2])
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/dict.txt: not a dictionary"
+
+
+@case("pretrain-empty-valid-split")
+def _(k, t, out):
+    data = make_databin(str(t / "in" / "bin"), {"train": toy_rows(20, 1), "valid": []})
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/valid.bin: the split has no sentences"
+
+
 def assert_one_error(result, tool: str, fragment: str) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith(f"sp-{tool}") and ": error:" in line]
     assert len(errors) == 1, result.stderr

@@ -26,7 +26,7 @@ import click
 import numpy as np
 import torch
 
-from . import distributed, fairseq_run
+from . import databin, distributed, fairseq_run
 from .checkpoints import load_lm
 from .distributed import World
 from .io import BadInput, command, log, output_dir_option, pick_device, runtime_options, writing
@@ -79,9 +79,19 @@ def precision_argv(precision: str) -> list[str]:
 
 
 def read_split(data: str, split: str) -> list[np.ndarray]:
-    from fairseq.data.indexed_dataset import MMapIndexedDataset
+    """The sentences of DATA/SPLIT as arrays of dictionary indices (a damaged split is one line)."""
+    return [tokens.astype(np.int64) for tokens in databin.read_tokens(os.path.join(data, split))]
 
-    return [item.numpy().astype(np.int64) for item in MMapIndexedDataset(os.path.join(data, split))]
+
+def check_databin(data: str) -> None:
+    """The train and valid splits whole and within dict.txt, before any work: a truncated or empty split or
+    dict.txt is one line naming the file, not an error deep in fairseq."""
+    symbols = len(databin.load_dictionary(os.path.join(data, "dict.txt")).symbols)
+    for split in ("train", "valid"):
+        largest = max((int(tokens.max()) for tokens in read_split(data, split) if len(tokens)), default=0)
+        if largest >= symbols:
+            raise BadInput(f"token index {largest} is past dict.txt's {symbols} symbols (a truncated dict.txt?)",
+                           os.path.join(data, f"{split}.bin"))
 
 
 @torch.inference_mode()
@@ -157,9 +167,7 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
          tensorboard_logdir, log_interval):
     here = distributed.world()
     device = distributed.process_device(pick_device(device, precision, threads), here)
-    for name in fairseq_run.DATA_FILES:
-        if not os.path.exists(os.path.join(data, name)):
-            raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
+    check_databin(data)
     base = SIZES[size][:4]
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:
