@@ -39,7 +39,7 @@ DATA_FILES = ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx")
 # Options that say where and how a run is logged or placed, not what it computes: they may differ on resume.
 UNCOMPARED = {"--save-dir", "--log-interval", "--log-format", "--tensorboard-logdir", "--cpu", "--device-id",
               "--distributed-rank", "--distributed-init-method", "--distributed-backend", "--ddp-backend",
-              "--distributed-no-spawn", "--num-workers"}
+              "--distributed-no-spawn", "--load-checkpoint-on-all-dp-ranks", "--num-workers"}
 
 
 def config(argv: list[str]):
