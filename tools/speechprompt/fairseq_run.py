@@ -10,11 +10,19 @@ fairseq-train trains in the scratch directory SAVE_DIR/.train, which holds
 - `progress.json`: the valid loss at the end of each epoch, for the patience rule.
 
 A rerun with the same settings resumes from the newest complete checkpoint (a copy that a kill cut
-short is passed over). fairseq's resume is exact: the batches of an epoch come from its seed and the
-epoch number, the iterator skips the batches already done, and every update reseeds torch with
-seed + update number, so dropout draws the same masks. What fairseq does not keep is its patience
-count (a function attribute of fairseq_cli.train, lost with the process), so fairseq runs one epoch
-a call, with its own patience off, and the loop here stops by the valid losses of `progress.json`.
+short is passed over), exactly: the checkpoint holds the weights, Adam's state, the schedule's update
+count and the iterator's place in its epoch; every update reseeds torch with seed + update number, so
+dropout draws the same masks. Two things of fairseq's would still differ after a restart, and both are
+met by running fairseq one epoch a call, resumed from checkpoint_last.pt each time, whether or not
+the process was interrupted:
+
+- fairseq (ve-fairseq 0.12.3) makes an epoch's batches from seed + the epoch its data iterator was
+  created in, and reuses that iterator for every later epoch of the process: a run restarted at epoch
+  e would batch epoch e and after differently from one that went through. Created each epoch, the
+  iterator batches epoch e by e alone.
+- fairseq's patience count is a function attribute of fairseq_cli.train, lost with the process. Its
+  patience is off here; the loop stops by the valid losses at the epochs' ends, kept in
+  `progress.json` (the same rule as fairseq's when it validates once an epoch).
 
 A rerun with other settings is refused unless told to restart. The scratch directory goes when
 the run has succeeded; a killed run's is resumed or, with --restart, removed.

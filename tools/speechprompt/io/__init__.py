@@ -20,14 +20,13 @@ from .errors import BadInput, Skipper, UniqueIds, UsageProblem, log, one_line, u
 from .files import (atomic_output, atomic_path, check_output, check_output_dir, input_name, lines, open_input,
                     output_callback, output_dir_callback)
 from .records import (SEP, SPECIAL_SYMBOLS, LMLine, Prediction, Units, Utterance, check_label, is_number,
-                      normalize_label, parse_lm,
-                      parse_manifest, parse_prediction, parse_units, read_lm, read_manifest, read_predictions,
-                      read_records, read_units)
+                      normalize_label, parse_lm, parse_manifest, parse_prediction, parse_units, read_lm,
+                      read_manifest, read_predictions, read_records, read_units)
 
 __all__ = ["Group", "command", "input_argument", "output_dir_option", "output_option", "output_path_option",
            "runtime_options", "skip_bad_option", "DEVICE_PATTERN", "pick_device", "BadInput", "Skipper", "UniqueIds",
            "UsageProblem", "log", "one_line", "usage_errors", "writing", "atomic_output", "atomic_path",
            "check_output", "check_output_dir", "input_name", "lines", "open_input", "output_callback",
-           "output_dir_callback", "SEP", "SPECIAL_SYMBOLS", "check_label", "LMLine", "Prediction", "Units", "Utterance", "is_number", "normalize_label",
-           "parse_lm", "parse_manifest", "parse_prediction", "parse_units", "read_lm", "read_manifest",
-           "read_predictions", "read_records", "read_units"]
+           "output_dir_callback", "SEP", "SPECIAL_SYMBOLS", "check_label", "LMLine", "Prediction", "Units",
+           "Utterance", "is_number", "normalize_label", "parse_lm", "parse_manifest", "parse_prediction",
+           "parse_units", "read_lm", "read_manifest", "read_predictions", "read_records", "read_units"]
