@@ -6,6 +6,12 @@
 #   make gpu-check        the GPU check, one line per item (tests/gpu_check.sh; GPU parts skipped without CUDA)
 #   make TASK=SCR predict run a whole experiment (see README.md)
 #   make TASK=SCR sweep SWEEP='LR=3e-2,1e-2 PROMPT_LEN=5,10'  tune prompts on a grid, pick by valid
+# The recipe needs GNU Make 4.3 or newer (grouped targets, `&:`): an older one stops here, in one line.
+MAKE_MAJOR := $(word 1,$(subst ., ,$(MAKE_VERSION)))
+MAKE_MINOR := $(word 2,$(subst ., ,$(MAKE_VERSION)))
+ifneq ($(filter 0 1 2 3,$(MAKE_MAJOR))$(and $(filter 4,$(MAKE_MAJOR)),$(filter 0 1 2,$(MAKE_MINOR))),)
+$(error GNU Make $(MAKE_VERSION) is too old: this project needs GNU Make 4.3 or newer)
+endif
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:

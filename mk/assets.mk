@@ -1,5 +1,5 @@
 # Named pretrained assets: ASSETS=gslm-hubert100 fetches the bundle into the
-# cache (sp-assets; README "With the real GSLM assets") as a stage, and sets what it implies: the
+# cache (sp-assets; docs/assets.md) as a stage, and sets what it implies: the
 # encoder, its checkpoint and layer, the k-means, the uLM, its dict and the
 # learning rate that suits GSLM's big uLM. These settings replace the defaults
 # and the task's; a variable given on the command line wins, and its file is
@@ -22,7 +22,7 @@ include $(ASSETS_MK)
 # first pass records no variable (mk/experiment.mk), the pass after the fetch does.
 ASSETS_PENDING := $(if $(wildcard $(ASSETS_MK)),,pending)
 # A fragment that names files no longer there (a cleared cache) is written again.
-$(ASSETS_MK): tools/speechprompt/assets.py tools/speechprompt/asset_store.py $(subst :, ,$(SPEECHPROMPT_REGISTRY)) \
+$(ASSETS_MK): $(DEPS.assets) $(subst :, ,$(SPEECHPROMPT_REGISTRY)) \
               $(if $(filter-out $(wildcard $(ASSETS_FILES)),$(ASSETS_FILES)),FORCE) | $(STAMP)
 	$(strip $(SP)assets get --format make $(ASSETS) $(addprefix --skip ,$(ASSETS_SKIP)) $(ASSETS_MIRROR:%=--mirror %) -o $@)
 ifneq ($(and $(ASSETS_UNITS_ONLY),$(if $(UNITS),,audio)),)

@@ -6,6 +6,20 @@
 # variable reruns only the stages downstream of it.
 
 EXP ?= exp/$(TASK)
+DATA ?=
+UNITS ?=
+# Make splits words at blanks: a path with a space, tab or newline cannot name a target. Refused here,
+# before anything is written (the variables below are recorded under $(EXP)).
+tab := $()	$()
+define newline
+
+
+endef
+has_blank = $(subst x$1x,,x$(subst $() ,,$(subst $(tab),,$(subst $(newline),,$1)))x)
+BLANK_PATHS := $(strip $(foreach v,EXP DATA UNITS,$(if $(call has_blank,$($v)),$v)))
+ifneq ($(BLANK_PATHS),)
+$(error $(firstword $(BLANK_PATHS)) holds a space, tab or newline, which Make cannot take in a path: give a path without (a symbolic link to it will do))
+endif
 # One make at a time on an experiment: EXP/.lock is held for the whole run of this make (a dry run, -n or
 # -q, takes none), so a second make on the same EXP stops here in one line naming the first; the lock of
 # a make that died is free. A sweep cell's make has its own EXP, so its own lock.
@@ -15,20 +29,25 @@ ifneq ($(EXP_LOCK),)
 $(error $(EXP_LOCK))
 endif
 endif
-DATA ?=
-UNITS ?=
 ENCODER ?= logmel
 # Kaldi's front end on the log-mel encoder (add-deltas, per-utterance CMVN, 50 frames/s): far better units.
 LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
 HUBERT ?=
 LAYER ?= 6
 KMEANS ?=
+# The frame rate KMEANS was fitted at, for a k-means file that does not record it (GSLM's, textlesslib's):
+# sp-quantize refuses an encoder of another rate.
+KMEANS_RATE ?=
 K ?= 100
 ULM ?=
 DICT ?=
+# The uLM sp-pretrain makes when ULM is not given: transformer_lm (fairseq) or opt (a transformers OPT,
+# run by the hf backbone); BACKBONE: the kind of uLM sp-train gets (fairseq, hf: see prompting/backbones/).
+ULM_ARCH ?= transformer_lm
+BACKBONE ?= $(if $(filter opt,$(ULM_ARCH)),hf,fairseq)
 ULM_SIZE ?= small
 ULM_EPOCHS ?= 8
-# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --prompt-length auto; the rule is in docs/training.md)
 PROMPT_LEN ?= auto
 VERBALIZER ?= freq
 LINEAR_VERBALIZER ?= 0
@@ -38,7 +57,7 @@ EPOCHS ?= auto
 PATIENCE ?= 10
 MAX_TIME ?= 0
 MAX_UPDATE ?= 0
-# auto: by the uLM's width (sp-train --lr auto; the rule is in README.md)
+# auto: by the uLM's width (sp-train --lr auto; the rule is in docs/training.md)
 LR ?= auto
 LR_SCHEDULE ?= fixed
 WARMUP ?= 0
@@ -50,20 +69,23 @@ CROP ?= center
 # The headline metric of summary.txt (accuracy, macro_f1, f1, eer) and the label whose F1/EER is reported.
 METRIC ?= accuracy
 POSITIVE ?=
-MANIFEST_OPTS ?=
+# sp-manifest's options: audio at the files' own rates and channel counts (sp-quantize resamples and mixes down).
+MANIFEST_OPTS ?= --any-rate
+# 1 in a task file: with neither DATA nor UNITS, the corpus is synthesised offline (sp-synth).
+SYNTH_CORPUS ?=
 BATCH_SIZE ?= 32
 # Quantize each split as this many shards, each a target of its own: `make -j N QUANTIZE_SHARDS=N`.
 QUANTIZE_SHARDS ?= 1
 # sp-pretrain and sp-train as NPROC processes under torchrun (one a GPU with NCCL, or CPU processes
 # with gloo). Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that
-# product to keep the effective batch (README, "Running at scale").
+# product to keep the effective batch (docs/scaling.md).
 NPROC ?= 1
 UPDATE_FREQ ?= 1
 LAUNCH := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python)
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
-# The command of each stage (README, "Swapping a tool for your own"): tracked like the
+# The command of each stage (docs/make.md, "Swapping a stage for your own"): tracked like the
 # settings, so a command of your own, here or in a task file, reruns its stage and what follows.
 SYNTH ?= $(SP)synth
 MANIFEST ?= $(SP)manifest
@@ -78,17 +100,29 @@ TRAIN ?= $(SP)train
 SAMPLE ?= $(SP)sample
 SCORE ?= $(SP)score
 BASELINE ?= $(SP)baseline
-COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE
+SWEEP_TABLE ?= $(SP)sweep
+COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE \
+            SWEEP_TABLE
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
+# ------------------------------------------------------- modules as files
+# DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by mk/deps.py
+# (under the environment's own Python) and rebuilt when a module changes (Make remakes an included
+# makefile first, dry runs too).
+include $(EXP)/.deps.mk
+$(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py) | $(STAMP)
+	@mkdir -p $(@D) && $(BIN)/python mk/deps.py tools/pyproject.toml > $@.$$$$.tmp && mv $@.$$$$.tmp $@
+# A stage's prerequisites: its tools' modules and the variables of its commands.
+uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
+
 include mk/assets.mk
 
 # ------------------------------------------------------ variables as files
 # $(VAR)/NAME holds the value a stage was last built with. A real run rewrites
 # the files whose value changed; a dry run (-n, -q) writes nothing and only
 # makes the stages that use a changed value look out of date.
-TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS K ULM DICT ULM_SIZE ULM_EPOCHS \
+TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE K ULM DICT ULM_ARCH BACKBONE ULM_SIZE ULM_EPOCHS \
            PROMPT_LEN VERBALIZER LINEAR_VERBALIZER SEED EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP \
            SYNTH_SPEAKERS MAX_UNITS CROP METRIC POSITIVE DATASET MANIFEST_OPTS BATCH_SIZE NPROC UPDATE_FREQ $(COMMANDS)
 quote = '$(subst ','\'',$(strip $1))'
@@ -102,21 +136,14 @@ $(VAR)/%: ;
 .PHONY: FORCE
 var = $(addprefix $(VAR)/,$1) $(if $(filter $1,$(DIRTY)),FORCE)
 
-# ------------------------------------------------------- modules as files
-# DEPS.<tool>: every module of the package that sp-<tool> imports, read from the code by
-# mk/deps.py and rebuilt when a module changes (Make remakes an included makefile first, dry runs too).
-include $(EXP)/.deps.mk
-$(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py)
-	@mkdir -p $(@D) && $(PYTHON) mk/deps.py tools/pyproject.toml > $@.$$$$.tmp && mv $@.$$$$.tmp $@
-# A stage's prerequisites: its tools' modules and the variables of its commands.
-uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
-
 # ------------------------------------------------------- 1-4: speech to units
 ifneq ($(UNITS),)
-# Units given (GSLM `name|units|label`): the audio stages are skipped.
+# Units given (GSLM `name|units|label`, SPLIT.txt or SPLIT.txt.gz): the audio stages are skipped.
 # Repeated lines (duplicate ids) are dropped, counted, by --skip-bad.
-$(EXP)/units/%.tsv: $(UNITS)/%.txt $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
-	$(DEDUP) --skip-bad $< -o $@
+units_file = $(firstword $(wildcard $(UNITS)/$1.txt $(UNITS)/$1.txt.gz) $(UNITS)/$1.txt)
+$(foreach s,$(SPLITS),$(eval $(EXP)/units/$s.tsv: $(call units_file,$s)))
+$(EXP)/units/%.tsv: $(call uses,dedup,DEDUP) $(call var,UNITS) | $(STAMP)
+	$(DEDUP) --skip-bad $(call units_file,$*) -o $@
 else
 ifeq ($(DATA),)
 ifeq ($(SYNTH_CORPUS),)
@@ -140,10 +167,11 @@ KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
 	$(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
-QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS)
+QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE)
+QUANTIZE_ARGS := $(strip $(ENCODER_ARGS) $(if $(KMEANS_RATE),--kmeans-rate $(KMEANS_RATE)))
 ifeq ($(QUANTIZE_SHARDS),1)
 $(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(call uses,dedup,DEDUP) | $(STAMP)
-	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
+	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
 else
 # QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
 # quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
@@ -151,7 +179,7 @@ SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
 define quantize_shard
 $(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
 	@mkdir -p $$(@D)
-	$(QUANTIZE) $(ENCODER_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
 endef
 $(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
 $(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(call uses,dedup,DEDUP) | $(STAMP)
@@ -184,19 +212,20 @@ $(EXP)/data-bin/test.id: $(foreach s,$(SPLITS),$(EXP)/lm/$s.vlm) $(BIN_DICT) $(c
 ifneq ($(ULM),)
 ULM_CKPT := $(ULM)
 else
-ULM_CKPT := $(EXP)/ulm/checkpoint_best.pt
+# sp-pretrain --arch opt writes a save_pretrained directory; config.json comes last, so it is the target
+ULM_CKPT := $(if $(filter opt,$(ULM_ARCH)),$(EXP)/ulm-opt/config.json,$(EXP)/ulm/checkpoint_best.pt)
 $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNITS CROP) | $(STAMP)
 	$(LMDATA) --no-label $(CROP_ARGS) $< -o $@
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
-$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(PRETRAIN) $(<D) --size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+$(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_ARCH ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(PRETRAIN) $(<D) $(if $(filter opt,$(ULM_ARCH)),--arch opt )--size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --if-settings-differ restart --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
-$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+$(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,BACKBONE PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
+	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT)$(if $(DICT), --base-dict $(DICT)) --backbone $(BACKBONE) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
 	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@

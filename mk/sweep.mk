@@ -24,15 +24,17 @@ endif
 endif
 
 # Valid predictions: what the sweep selects by (any experiment can make them).
-$(EXP)/valid/predictions.jsonl: $(EXP)/prompt.pt $(T)/sample.py | $(STAMP)
-	$(SP)sample $(EXP)/data-bin --split valid --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+$(EXP)/valid/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
+	$(SAMPLE) $(EXP)/data-bin --split valid --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 # Inside a cell (EXP=$(SWEEP_DIR)/CELL): its goal.
 sweep-cell: $(EXP)/metrics.json $(EXP)/valid/metrics.json
 
-# A cell reruns when what it reads changes, or a prompt-stage variable it does not sweep.
+# A cell reruns when what it reads changes, a module its tools import, their commands, or a
+# prompt-stage variable it does not sweep.
 $(SWEEP_DIR)/%/valid/metrics.json: $(EXP)/data-bin/test.id $(EXP)/verbalizer.json $(ULM_CKPT) $(BIN_DICT) \
-    $(T)/train.py $(T)/sample.py $(T)/score.py $(call var,$(filter-out $(SWEEP_NAMES),$(PROMPT_STAGE_VARS))) | $(STAMP)
+    $(call uses,train sample score,TRAIN SAMPLE SCORE) $(call var,$(filter-out $(SWEEP_NAMES),$(PROMPT_STAGE_VARS))) \
+    | $(STAMP)
 	mkdir -p $(SWEEP_DIR)/$* && ln -sfn ../../data-bin $(SWEEP_DIR)/$*/data-bin && ln -sfn ../../verbalizer.json $(SWEEP_DIR)/$*/verbalizer.json
 	$(MAKE) --no-print-directory EXP=$(SWEEP_DIR)/$* $(subst $(comma), ,$*) ULM=$(abspath $(ULM_CKPT)) DICT=$(abspath $(BIN_DICT)) \
 	  --old-file=$(SWEEP_DIR)/$*/data-bin/test.id --old-file=$(SWEEP_DIR)/$*/verbalizer.json --old-file=$(abspath $(ULM_CKPT)) sweep-cell
@@ -43,8 +45,9 @@ SWEEP_LISTED := $(shell cat $(SWEEP_LIST) 2>/dev/null)
 $(SWEEP_LIST): $(if $(filter-out $(SWEEP_LISTED),$(SWEEP_CELLS))$(filter-out $(SWEEP_CELLS),$(SWEEP_LISTED)),FORCE)
 	mkdir -p $(@D) && printf '%s\n' $(SWEEP_CELLS) > $@.tmp && mv $@.tmp $@
 
-$(EXP)/sweep.tsv: $(SWEEP_LIST) $(foreach c,$(SWEEP_CELLS),$(SWEEP_DIR)/$c/valid/metrics.json) $(T)/sweep.py | $(STAMP)
-	$(SP)sweep $(addprefix $(SWEEP_DIR)/,$(SWEEP_CELLS)) -o $@
+$(EXP)/sweep.tsv: $(SWEEP_LIST) $(foreach c,$(SWEEP_CELLS),$(SWEEP_DIR)/$c/valid/metrics.json) \
+    $(call uses,sweep,SWEEP_TABLE) | $(STAMP)
+	$(SWEEP_TABLE) $(addprefix $(SWEEP_DIR)/,$(SWEEP_CELLS)) -o $@
 
 sweep: $(EXP)/sweep.tsv
 

@@ -21,16 +21,16 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "gsc-hubert100", "train.txt")
+SHIPPED = os.path.join(ROOT, "tasks", "units", "gsc-hubert100", "train.txt.gz")
 
 
 def unit_lines(n):
-    """`id<TAB>units` of the first n shared utterances (deduplicated), or random ones if absent."""
+    """`id<TAB>units` of the first n shipped real utterances (deduplicated), or random ones if absent."""
     from speechprompt.dedup import dedup
     from speechprompt.io import Skipper, read_units
 
-    if os.path.exists(SHARED):
-        records = read_units(SHARED, Skipper(True))
+    if os.path.exists(SHIPPED):
+        records = read_units(SHIPPED, Skipper(True))
         return [(r.id, " ".join(dedup(r).units)) for r, _ in zip(records, range(n))]
     rng = np.random.default_rng(0)
     return [(f"u{i}", " ".join(map(str, rng.integers(0, 100, rng.integers(9, 46))))) for i in range(n)]

@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prompt_fixtures import build_lm  # noqa: E402
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM  # noqa: E402
 from speechprompt.prompting.decoding import Decoder  # noqa: E402
-from speechprompt.prompting.loop import Settings, make_batches, train  # noqa: E402
+from speechprompt.prompting.batches import make_batches  # noqa: E402
+from speechprompt.prompting.loop import Settings, train  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 
 DIM = int(os.environ.get("BENCH_DIM", 256))

@@ -1,4 +1,4 @@
-"""Shared test helpers: run a tool as a real command, find the shared data."""
+"""Shared test helpers: run a tool as a real command; the slice of real units shipped with the tests."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # The sp-* commands: those of the venv that runs pytest, or SP_BIN's (a machine without the venv,
 # such as tests/gpu_check.sh's, puts small launchers there).
 BIN = Path(os.environ.get("SP_BIN") or Path(sys.executable).parent)
-SHARED_UNITS = ROOT.parent / "shared" / "data" / "gsc-hubert100"
+# Real HuBERT-100 units of Speech Commands: a slice of each split of those shipped in tasks/units/gsc-hubert100
+# (tests/fixtures/gsc-hubert100/README.md says which lines).
+REAL_UNITS = ROOT / "tests" / "fixtures" / "gsc-hubert100"
+SHIPPED_UNITS = ROOT / "tasks" / "units" / "gsc-hubert100"
 
 
 def pytest_configure(config):
@@ -39,7 +42,5 @@ def shell(script, cwd=None):
 
 
 @pytest.fixture
-def shared_units():
-    if not (SHARED_UNITS / "train.txt").exists():
-        pytest.skip(f"shared units not found at {SHARED_UNITS}")
-    return SHARED_UNITS
+def real_units():
+    return REAL_UNITS

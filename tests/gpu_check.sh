@@ -3,6 +3,8 @@
 #   env       python, torch and the GPU's name; fairseq and the tools import
 #   tests     the tests marked `cuda` (tests/test_cuda.py): every tool on --device cuda/cuda:0, bf16/fp16
 #   bench     the pretraining benchmark (tests/bench_pretrain.py) on the GPU: GSLM's size, fp32 and bf16
+#   loop      sp-train's loop at GSLM's shape, batch 32, bf16 (tests/bench_gpu_loop.py): updates/s eager and with
+#             CUDA graphs beside the bare forward+backward, and a Speech Commands-sized epoch
 #   prompt    real units (GSC, HuBERT-100): a GSLM-sized uLM (12 x 1024) pretrained briefly in bf16,
 #             prompt tuning in bf16, decoding, test accuracy and wall times
 # Without a GPU the GPU items print `skipped: no CUDA`; the rest still runs.
@@ -10,7 +12,7 @@
 #   bash tests/gpu_check.sh            # or: make gpu-check
 #
 # Environment:
-#   GPU_UNITS        GSLM units (train.txt, valid.txt, test.txt)  [gpu-data/gsc-hubert100, else ../shared/data/gsc-hubert100]
+#   GPU_UNITS        GSLM units (train.txt, valid.txt, test.txt, or .txt.gz)  [tasks/units/gsc-hubert100]
 #   WHEELS           wheels to install first into $SITE (a machine without the project's venv) [.whl, without .venv/]
 #   SITE             where they go                                 [/tmp/site]
 #   PYTHON           the interpreter                               [.venv/bin/python, else python3]
@@ -21,6 +23,8 @@
 #   CHECK_ON_CPU=1   without a GPU, still run the prompt item, on the CPU in fp32 (a dry run of the chain;
 #                    use with ULM_SIZE=tiny and few updates)
 #   OUT              when set, the logs are packed into $OUT/gpu-check-logs.tgz
+#   CHECK_ITEMS      the items to run after env                   [tests bench loop prompt]
+#   CHECK_TESTS      a pytest -k expression for the tests item    [all of tests/test_cuda.py]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -100,10 +104,16 @@ CUDA=$("$PYTHON" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev
 DEVICE=cuda PRECISION=bf16
 if [ "$CUDA" != 1 ] && [ -n "${CHECK_ON_CPU:-}" ]; then DEVICE=cpu PRECISION=fp32; fi
 
+ITEMS=" ${CHECK_ITEMS:-tests bench loop prompt} "
+item() { [[ "$ITEMS" == *" $1 "* ]]; }
+
 # ------------------------------------------------------------ tests marked cuda
 t=$SECONDS
-if [ "$CUDA" = 1 ]; then
-    timeout "$(limit 240)" "$PYTHON" -m pytest -v -rfE --durations=5 -o faulthandler_timeout=200 -p no:cacheprovider -m cuda tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+if ! item tests; then
+    :
+elif [ "$CUDA" = 1 ]; then
+    timeout "$(limit 240)" "$PYTHON" -m pytest -v -rfE --durations=5 -o faulthandler_timeout=200 -p no:cacheprovider -m cuda \
+        ${CHECK_TESTS:+-k "$CHECK_TESTS"} tests/test_cuda.py > "$LOGS/tests.log" 2>&1
     rc=$?
     say "tests: $([ $rc = 0 ] && echo ok || echo "FAIL (rc $rc)"), $(grep -E '[0-9]+ (passed|failed|error|skipped)' "$LOGS/tests.log" | tail -1) ($(( SECONDS - t )) s)"
 else
@@ -112,7 +122,9 @@ fi
 
 # ------------------------------------------------------------ benchmarks
 t=$SECONDS
-if [ "$CUDA" = 1 ]; then
+if ! item bench; then
+    :
+elif [ "$CUDA" = 1 ]; then
     # the benchmark that takes a device; the others measure CPU code (make bench NO_VENV=1 runs them all)
     BENCH_DEVICE=cuda timeout "$(limit 60)" "$PYTHON" tests/bench_pretrain.py --steps 4 > "$LOGS/bench.log" 2>&1
     rc=$?
@@ -121,11 +133,25 @@ else
     say "bench: skipped: no CUDA"
 fi
 
+# ------------------------------------------------------------ sp-train's loop at GSLM's shape
+t=$SECONDS
+if ! item loop; then
+    :
+elif [ "$CUDA" = 1 ]; then
+    timeout "$(limit 200)" "$PYTHON" tests/bench_gpu_loop.py > "$LOGS/loop.log" 2>&1
+    rc=$?
+    say "loop: $([ $rc = 0 ] && echo ok || echo "FAIL (rc $rc)"): $(grep -E '^(bare|eager|graphs|epoch):' "$LOGS/loop.log" | sed 's/ (.*//' | paste -sd';' -) ($(( SECONDS - t )) s)"
+else
+    say "loop: skipped: no CUDA"
+fi
+
 # ------------------------------------------------------------ prompt tuning on real units
-UNITS_DIR=${GPU_UNITS:-$( [ -d gpu-data/gsc-hubert100 ] && echo gpu-data/gsc-hubert100 || echo ../shared/data/gsc-hubert100 )}
-if [ "$CUDA" != 1 ] && [ "$DEVICE" != cpu ]; then
+UNITS_DIR=${GPU_UNITS:-tasks/units/gsc-hubert100}
+if ! item prompt; then
+    :
+elif [ "$CUDA" != 1 ] && [ "$DEVICE" != cpu ]; then
     say "prompt: skipped: no CUDA"
-elif [ ! -f "$UNITS_DIR/train.txt" ]; then
+elif [ ! -f "$UNITS_DIR/train.txt" ] && [ ! -f "$UNITS_DIR/train.txt.gz" ]; then
     say "prompt: skipped: no units at $UNITS_DIR (set GPU_UNITS)"
 else
     E=$WORK/prompt
@@ -142,7 +168,8 @@ else
     }
     U=$(cd "$UNITS_DIR" && pwd) P=${PRETRAIN_UPDATES:-300} N=${TRAIN_UPDATES:-1500}
     step data 60 "set -e; cd $E; seq 0 99 | sed 's/\$/ 1/' > dict.txt
-        for s in train valid test; do sp-dedup --skip-bad $U/\$s.txt -o \$s.tsv; sp-lmdata \$s.tsv -o \$s.lm; done
+        for s in train valid test; do f=$U/\$s.txt; [ -f \$f ] || f=\$f.gz
+            sp-dedup --skip-bad \$f -o \$s.tsv; sp-lmdata \$s.tsv -o \$s.lm; done
         sp-lmdata --no-label train.tsv -o ulm.train; sp-lmdata --no-label valid.tsv -o ulm.valid
         sp-binarize --dict dict.txt --out ulm-bin train=ulm.train valid=ulm.valid
         sp-verbalize fit --method freq --seed 1 --dict dict.txt train.lm -o verbalizer.json

@@ -107,7 +107,7 @@ def trained_toy(tmp_path_factory, seed=3):
     from types import SimpleNamespace
 
     from conftest import sp
-    from speechprompt.checkpoints import file_hash
+    from speechprompt.io import file_hash
 
     if seed not in _TRAINED:
         root = tmp_path_factory.mktemp(f"toy{seed}")

@@ -10,10 +10,12 @@ import http.server
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import tarfile
 import threading
+import time
 
 import joblib
 import numpy as np
@@ -34,6 +36,7 @@ class Server:
 
     def __init__(self, files):
         self.files, self.log, self.cut, self.cut_once = dict(files), [], set(), set()
+        self.stall, self.released = set(), threading.Event()  # `stall` paths: half, then silence until released
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -54,10 +57,13 @@ class Server:
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
                 body = data[start:]
-                if path in server.cut or path in server.cut_once:
+                if path in server.cut or path in server.cut_once or path in server.stall:
                     server.cut_once.discard(path)
                     body = body[: len(body) // 2]
                 self.wfile.write(body)
+                if path in server.stall:
+                    self.wfile.flush()
+                    server.released.wait(60)
 
             def log_message(self, *args):
                 pass
@@ -71,6 +77,7 @@ class Server:
         return [entry for entry in self.log if path is None or entry[0] == path]
 
     def close(self):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
@@ -308,6 +315,34 @@ def test_usage_errors_are_one_line(env, tmp_path):
                           (["tiny8", "--registry", bad], f"{bad}: bad asset registry: sha256 of 'a/b.pt'")]:
         result = sp("assets", "get", *args, check=False)
         assert message in one_error_line(result)
+
+
+def test_click_usage_errors_are_one_line_too(env):
+    for args, message in [(["get"], "Missing argument 'NAME'"), (["nosuch-command"], "No such command"),
+                          (["get", "tiny8", "--sha256", "kmeans=abc"], "--sha256")]:
+        result = sp("assets", *args, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+        assert result.stderr.startswith("sp-assets: error: ") and message in result.stderr
+
+
+def test_sigterm_mid_download_exits_as_every_tool_does_and_the_next_run_resumes(env, server, tiny_files):
+    server.stall.add("tiny/km8/km.bin")
+    run = subprocess.Popen([str(BIN / "sp-assets"), "get", "tiny8", "kmeans", "--mirror", server.url],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = env / "tiny/km8/km.bin.part"
+    deadline = time.monotonic() + 60
+    while not part.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert part.exists(), run.stderr.read() if run.poll() is not None else "no .part after 60 s"
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr  # not killed mid-write
+    assert not (env / "tiny/km8/km.bin").exists()
+    server.stall.clear()
+    server.released.set()
+    sp("assets", "get", "tiny8", "kmeans", "--mirror", server.url)
+    assert (env / "tiny/km8/km.bin").read_bytes() == tiny_files["tiny/km8/km.bin"] and not part.exists()
 
 
 # --------------------------------------------------------------------- make

@@ -26,7 +26,8 @@ import torch
 
 from conftest import BIN, shell, sp
 from prompt_fixtures import make_databin, make_lm, toy_rows, write_verbalizer
-from speechprompt.checkpoints import file_hash, json_identity
+from speechprompt.checkpoints import json_identity
+from speechprompt.io import file_hash
 
 RATE = 16000
 

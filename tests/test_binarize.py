@@ -63,11 +63,11 @@ def test_generated_dictionary_and_errors(tmp_path):
     assert dup.returncode == 1 and "duplicate id 'a'" in dup.stderr
 
 
-def test_real_units_through_verbalize_and_binarize(tmp_path, shared_units):
+def test_real_units_through_verbalize_and_binarize(tmp_path, real_units):
     (tmp_path / "dict.txt").write_text(GSLM_DICT)
     run = shell(f"""set -e
         for s in train valid; do
-          sp-dedup --skip-bad {shared_units}/$s.txt 2>/dev/null | head -300 | sp-lmdata > $s.lm 2>/dev/null
+          sp-dedup --skip-bad {real_units}/$s.txt 2>/dev/null | head -300 | sp-lmdata > $s.lm 2>/dev/null
         done
         sp-verbalize fit --method freq --dict dict.txt train.lm -o v.json
         for s in train valid; do sp-verbalize apply v.json $s.lm -o $s.vlm; done

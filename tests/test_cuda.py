@@ -172,3 +172,54 @@ def test_ulm_states_probe_on_cuda_matches_the_cpu(tmp_path):
     for device in ("cuda", "cuda:0"):
         assert [r["id"] for r in runs[device]] == [r["id"] for r in runs["cpu"]]
         assert np.mean([a["prediction"] == b["prediction"] for a, b in zip(runs[device], runs["cpu"])]) >= 0.95
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_graphed_step_adds_the_gradients_of_an_eager_one(tmp_path, precision):
+    """prompting/graphs.py: replaying a batch shape's captured forward and backward gives the eager step's loss and
+    gradients, for every batch of that shape (its inputs copied in) and for a second shape."""
+    from prompt_fixtures import make_databin, make_lm, toy_rows
+    from speechprompt.databin import read_split
+    from speechprompt.prompting import backbones
+    from speechprompt.prompting.graphs import GraphedSteps, pad_for_graphs
+    from speechprompt.prompting.batches import make_batches
+    from speechprompt.prompting.loop import batch_loss
+    from speechprompt.prompting.model import PromptConfig, PromptLM
+
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(96, 1) + [("l", [5] * 30, "yes no")]})
+    device = torch.device("cuda")
+    backbone = backbones.load("fairseq", lm, device=device)
+    torch.manual_seed(0)
+    model = PromptLM(backbone, PromptConfig(4)).to(device).train()
+    vocab = backbone.vocab
+    batches = make_batches(read_split(data, "train", vocab.index).sentences, vocab, 8, 4096)
+    batches = [b.to(device) for b in pad_for_graphs(batches, vocab.pad)]
+    assert len({tuple(b.tokens.shape) for b in batches}) >= 2
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = lambda: torch.autocast("cuda", dtype=half, enabled=half is not None)  # noqa: E731
+    params = [p for p in model.parameters() if p.requires_grad]
+    graphed = GraphedSteps(model, batch_loss, autocast)
+    tolerance = dict(rtol=1e-4, atol=1e-5) if precision == "fp32" else dict(rtol=2e-2, atol=2e-3)
+    for batch in batches:
+        for p in params:
+            p.grad = None
+        with autocast():
+            loss = batch_loss(model, batch)
+        (loss * 0.5).backward()
+        eager = float(loss), [p.grad.clone() for p in params]
+        for p in params:
+            p.grad.zero_()
+        replayed = float(graphed(batch, 0.5)), [p.grad.clone() for p in params]
+        assert replayed[0] == pytest.approx(eager[0], **{"rel": tolerance["rtol"]})
+        for a, b in zip(replayed[1], eager[1]):
+            torch.testing.assert_close(a, b, **tolerance)
+    assert len(graphed.graphs) == len({(tuple(b.tokens.shape), b.where.numel()) for b in batches})
+
+
+def test_sp_train_with_and_without_cuda_graphs_learn_alike(tmp_path, toy):
+    graphs = train(toy, tmp_path / "graphs.pt", "--device", "cuda", "--cuda-graphs")
+    eager = train(toy, tmp_path / "eager.pt", "--device", "cuda")
+    assert graphs["stop"]["updates"] == eager["stop"]["updates"]
+    for key, tensor in eager["prompt"].items():
+        torch.testing.assert_close(graphs["prompt"][key], tensor, rtol=1e-3, atol=1e-3)

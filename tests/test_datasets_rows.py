@@ -606,6 +606,24 @@ def test_task_file_dry_run_shows_adapter_options_and_batch_size(tmp_path, task):
     assert printed.stdout.strip() == "/".join(METRICS.get(task, ("accuracy", "")))
 
 
+def test_task_files_hold_only_what_differs_from_the_recipe_defaults(tmp_path):
+    from conftest import ROOT
+    defaults = ["SYNTH_CORPUS :=\n", "METRIC := accuracy", "MANIFEST_OPTS ?= --any-rate\n", "BATCH_SIZE ?= 32",
+                "DATASETS.md"]
+    for task in sorted((ROOT / "tasks").glob("*.mk")):
+        text = task.read_text()
+        assert not [d for d in defaults if d in text], task
+        settings = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
+        assert len(settings) <= 8, task  # data and settings, no logic
+    # the defaults reach the rows that leave them out: SCR and IC decode audio at any rate too
+    for task in ["SCR", "IC"]:
+        data = tmp_path / "data"
+        data.mkdir(exist_ok=True)
+        out = make("-n", f"TASK={task}", f"DATA={data}", f"EXP={tmp_path}/exp", "predict").stdout
+        assert f" {data} --any-rate --out-dir " in tool_line(out, "sp-manifest")
+        assert " --batch-size 32 " in tool_line(out, "sp-train")
+
+
 @pytest.mark.parametrize("task", sorted(ROWS) + ["TABLE"])
 def test_task_file_from_units_skips_the_audio_stages(tmp_path, task):
     units = tmp_path / "units"

@@ -54,7 +54,7 @@ def test_pretrain_on_two_processes_matches_one_with_the_same_effective_batch(tmp
 
 
 @pytest.mark.slow
-def test_prompt_tuning_on_two_processes_writes_the_one_process_checkpoint_format(tmp_path):
+def test_prompt_tuning_on_two_processes_equals_one_process_with_update_freq_2(tmp_path):
     from prompt_fixtures import make_databin, make_lm, toy_rows, write_verbalizer
 
     lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
@@ -78,6 +78,10 @@ def test_prompt_tuning_on_two_processes_writes_the_one_process_checkpoint_format
     assert {k: (v.shape, v.dtype, v.device) for k, v in a["prompt"].items()} \
         == {k: (v.shape, v.dtype, v.device) for k, v in b["prompt"].items()}
     assert all(torch.isfinite(v).all() for v in b["prompt"].values())
+    # the same updates: DistributedDataParallel's average over two processes is one process's two batches
+    assert a["stop"]["updates"] == b["stop"]["updates"] and a["best"] == b["best"]
+    for key in a["prompt"]:
+        torch.testing.assert_close(a["prompt"][key], b["prompt"][key], rtol=1e-4, atol=1e-5)
     # and it decodes like any prompt
     sp("sample", data, "--prompt", tmp_path / "two.pt", "--verbalizer", write_verbalizer(str(tmp_path / "v.json")),
        "--device", "cpu", "-o", tmp_path / "two.jsonl")

@@ -1,5 +1,6 @@
 """The Make chain, in a copy of the tree: dry runs print the experiment; stages rerun exactly when
 a variable, a stage's command or a module its tool imports changes; a tiny real run goes end to end."""
+import gzip
 import json
 import os
 import random
@@ -86,6 +87,45 @@ def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tree, tmp_path):
     assert f"--base {ulm} --base-dict {dictionary}" in out
     assert f"binarize --dict {dictionary}" in out
     assert "--lr-schedule linear --warmup-updates 100 " in out
+
+
+def test_units_read_as_shipped_gz(tree, tmp_path):
+    units = tmp_path / "units"
+    fake_intent_units(units)
+    for split in ["train", "valid"]:  # .txt.gz where there is no .txt; the test split stays plain
+        path = units / f"{split}.txt"
+        (units / f"{split}.txt.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    out = make(tree, "-n", "TASK=IC", f"EXP={tmp_path}/exp", f"UNITS={units}", "predict").stdout
+    for source in ["train.txt.gz", "valid.txt.gz", "test.txt"]:
+        assert f"/sp-dedup --skip-bad {units}/{source} -o {tmp_path}/exp/units/" in out
+
+
+def test_an_older_make_is_refused_in_one_line_naming_the_version_needed(tree):
+    for old in ["4.2.1", "4.0", "3.81"]:
+        result = make(tree, f"MAKE_VERSION={old}", "help", check=False)
+        assert result.returncode == 2 and result.stdout == ""
+        assert re.fullmatch(rf"Makefile:\d+: \*\*\* GNU Make {old} is too old: this project needs GNU Make 4\.3 "
+                            r"or newer\.  Stop\.\n", result.stderr), result.stderr
+    for new in ["4.3", "4.4.1", "4.10", "5.0"]:
+        assert make(tree, f"MAKE_VERSION={new}", "help").stdout.startswith("make setup")
+
+
+@pytest.mark.parametrize("name", ["EXP", "DATA", "UNITS"])
+@pytest.mark.parametrize("blank", [" ", "\t", "\n"])
+def test_a_path_with_a_blank_is_refused_in_one_line_before_anything_is_written(tmp_path, name, blank):
+    (tmp_path / "tree").mkdir()
+    tree = copy_tree(tmp_path / "tree")
+    path = f"{tmp_path}/my{blank}dir"
+    args = {"EXP": f"{tmp_path}/exp", name: path}
+    for goal in ["predict", "sweep"]:
+        result = make(tree, "TASK=SCR", *(f"{k}={v}" for k, v in args.items()), goal, check=False)
+        assert result.returncode == 2 and result.stdout == ""
+        assert re.fullmatch(rf"mk/experiment\.mk:\d+: \*\*\* {name} holds a space, tab or newline, which Make "
+                            r"cannot take in a path: give a path without \(a symbolic link to it will do\)\.  Stop\.\n",
+                            result.stderr), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]  # no experiment, no .var, no my?dir
+    assert sorted(p.name for p in tree.iterdir()) == sorted(TREE)
 
 
 def test_a_task_without_offline_corpus_asks_for_data(tree, tmp_path):
@@ -181,8 +221,8 @@ awk -F'\t' -v OFS='\t' '{ n = split($2, u, " "); s = u[1]
 """
 
 
-def test_the_readme_shows_the_awk_dedup_this_file_tests():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_show_the_awk_dedup_this_file_tests():
+    readme = (ROOT / "docs" / "make.md").read_text()
     block = readme.split("    cat > my-dedup <<'EOF'\n")[1].split("    EOF\n")[0]
     assert textwrap.dedent(block) == AWK_DEDUP
 

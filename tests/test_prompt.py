@@ -9,12 +9,14 @@ import torch
 
 from conftest import sp
 from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
-from speechprompt.checkpoints import file_hash, load_checkpoint, load_lm
+from speechprompt.checkpoints import load_checkpoint, load_lm
+from speechprompt.io import file_hash
 from speechprompt.databin import load_dictionary, read_split
 from speechprompt.prompting import backbones
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM
 from speechprompt.prompting.labels import label_tokens
-from speechprompt.prompting.loop import batch_loss, make_batches
+from speechprompt.prompting.batches import make_batches
+from speechprompt.prompting.loop import batch_loss
 from speechprompt.prompting.model import PromptConfig, PromptLM
 
 
@@ -307,9 +309,10 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     if another token of the vocabulary is likelier (seen on a GSLM-sized uLM early in tuning: accuracy 0
     over the vocabulary, 0.14 decoded); a label that no train label has never counts."""
     from speechprompt.prompting.labels import CandidateSteps
-    from speechprompt.prompting.loop import Batch, correct_sentences
+    from speechprompt.prompting.batches import Batch
+    from speechprompt.prompting.loop import correct_sentences
 
-    pad, eos, vocab = 1, 2, 12
+    eos, vocab = 2, 12
     # train labels: (4,), (5,), (6, 7), (6, 8); so after 6 comes 7 or 8, after (4,) only </s>
     steps = CandidateSteps([(4,), (5,), (6, 7), (6, 8)], eos, vocab)
     allowed = steps.allowed([[6, 8, eos], [9, eos]], "cpu")
@@ -329,3 +332,31 @@ def test_valid_accuracy_chooses_among_the_candidate_labels_as_decoding_does():
     assert int(correct_sentences(model, batch)) == 2  # the two train labels; label 9 is no candidate
     batch.allowed = None  # over the whole vocabulary: token 10 wins everywhere
     assert int(correct_sentences(model, batch)) == 0
+
+
+def test_batches_padded_for_cuda_graphs_give_the_same_loss_and_gradients(tmp_path):
+    """Padding to a few shapes (graphs.pad_for_graphs) changes no target: the padded positions and targets add
+    nothing to the loss or its gradient."""
+    from speechprompt.prompting.graphs import pad_for_graphs
+
+    lm = make_lm(str(tmp_path / "lm"), normalize_before=True)
+    rows = toy_rows(40, 1) + [("long", [5] * 9, "yes no")]  # a two-token label: rows differ in their targets
+    data = make_databin(str(tmp_path / "bin"), {"train": rows})
+    backbone = backbones.load("fairseq", lm)
+    torch.manual_seed(0)
+    model = PromptLM(backbone, PromptConfig(3)).train()
+    batches = make_batches(read_split(data, "train", backbone.vocab.index).sentences, backbone.vocab, 8, 4096)
+    padded = pad_for_graphs(batches, backbone.vocab.pad, multiple=16)
+    assert {tuple(b.tokens.shape)[1] % 16 for b in padded} == {0}
+    assert len({b.where.numel() // b.sentences for b in padded}) == 1  # one target count a row: few shapes
+    for plain, pad in zip(batches, padded):
+        assert plain.count == pad.count
+        grads = []
+        for batch in (plain, pad):
+            model.zero_grad()
+            loss = batch_loss(model, batch)
+            loss.backward()
+            grads.append((float(loss), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+        assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+        for a, b in zip(grads[0][1], grads[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

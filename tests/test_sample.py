@@ -179,3 +179,18 @@ def test_a_sentence_longer_than_the_ulm_positions_is_one_error_line_naming_the_c
     assert not (tmp_path / "p.jsonl").exists()
     skipped = sp("sample", data, "--prompt", toy.prompt, "--device", "cpu", "--skip-bad")
     assert len(skipped.stdout.splitlines()) == 5 and "skipped 1 bad sentences" in skipped.stderr
+
+
+def test_a_prompt_checkpoint_from_before_backbone_kinds_decodes_as_fairseqs(tmp_path_factory, tmp_path):
+    """Prompt checkpoints written before `base.kind` existed (sp-train on fairseq's trainer) decode unchanged."""
+    from prompt_fixtures import trained_toy, write_verbalizer
+    from speechprompt.checkpoints import load_checkpoint
+
+    toy = trained_toy(tmp_path_factory)
+    old = load_checkpoint(toy.prompt)
+    del old["base"]["kind"]
+    torch.save(old, tmp_path / "old.pt")
+    verbalizer = write_verbalizer(str(tmp_path / "v.json"))
+    runs = [sp("sample", toy.data, "--prompt", prompt, "--verbalizer", verbalizer, "--device", "cpu").stdout
+            for prompt in (toy.prompt, tmp_path / "old.pt")]
+    assert runs[0] == runs[1] and len(runs[0].splitlines()) == 60

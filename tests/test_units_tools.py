@@ -1,5 +1,10 @@
-"""sp-dedup and sp-lmdata: the stream tools on units tables and LM data."""
-from conftest import sp, shell
+"""sp-dedup and sp-lmdata: the stream tools on units tables and LM data; the shipped real units (.gz)."""
+import gzip
+
+from conftest import REAL_UNITS, SHIPPED_UNITS, shell, sp
+
+# Lines of the shipped units; every STRIDE-th line (the 1st, the STRIDE+1-th, ...) is in the tests' slice.
+SHIPPED = {"train": (51094, 170), "valid": (6804, 22), "test": (3081, 10)}
 
 
 def test_dedup_merges_runs_and_keeps_id_and_label():
@@ -53,10 +58,10 @@ def test_missing_separator_in_lm_data_is_reported():
         parse_lm("a\t1 2 3 yes", "f:7")
 
 
-def test_shared_units_through_dedup_and_lmdata(shared_units):
-    result = shell(f"sp-dedup {shared_units}/test.txt | sp-lmdata")
+def test_real_units_through_dedup_and_lmdata(real_units):
+    result = shell(f"sp-dedup {real_units}/test.txt | sp-lmdata")
     assert result.returncode == 0, result.stderr
-    source = (shared_units / "test.txt").read_text().splitlines()
+    source = (real_units / "test.txt").read_text().splitlines()
     out = result.stdout.splitlines()
     assert len(out) == len(source)
     for src, line in zip(source, out):
@@ -84,3 +89,28 @@ def test_lmdata_max_units_crops_head_center_or_tail_and_counts():
     assert sp("lmdata", "--no-label", "--max-units", 3, input=text).stdout.splitlines()[0] == "long\t3 4 5"
     assert sp("lmdata", input=text).stdout.splitlines()[0] == "long\t0 1 2 3 4 5 6 7 8 9 <s> yes"  # no crop asked
     assert sp("lmdata", "--max-units", 0, input=text, check=False).returncode == 2
+
+
+def test_the_shipped_units_read_through_gzip_and_the_tests_slice_is_cut_from_them(tmp_path):
+    for split, (count, stride) in SHIPPED.items():
+        shipped = gzip.open(SHIPPED_UNITS / f"{split}.txt.gz", "rt", encoding="utf-8").read().splitlines()
+        assert len(shipped) == count and all(len(line.split("|")) == 3 for line in shipped)
+        assert (REAL_UNITS / f"{split}.txt").read_text().splitlines() == shipped[::stride]
+    # a tool reads the .gz as it is: the same table as from the plain text (valid repeats ids: skipped, counted)
+    plain = tmp_path / "valid.txt"
+    plain.write_text(gzip.open(SHIPPED_UNITS / "valid.txt.gz", "rt", encoding="utf-8").read())
+    from_gz = sp("dedup", "--skip-bad", SHIPPED_UNITS / "valid.txt.gz")
+    assert from_gz.stdout == sp("dedup", "--skip-bad", plain).stdout
+    assert len(from_gz.stdout.splitlines()) == 3370 and "skipped 3434 bad lines" in from_gz.stderr
+
+
+def test_a_corrupt_or_truncated_gz_is_one_error_line_at_its_file_and_line(tmp_path):
+    whole = gzip.compress("".join(f"u{i}|1 2 3|yes\n" for i in range(20000)).encode())
+    for name, data, reason in [("cut.txt.gz", whole[: len(whole) // 2], "ended before the end-of-stream marker"),
+                               ("plain.txt.gz", b"u1|1 2|yes\n", "Not a gzipped file")]:
+        (tmp_path / name).write_bytes(data)
+        result = sp("dedup", tmp_path / name, "-o", tmp_path / "out.tsv", check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        line = result.stderr.strip()
+        assert line.startswith(f"sp-dedup: error: {tmp_path / name}:") and reason in line and "\n" not in line
+        assert not (tmp_path / "out.tsv").exists()

@@ -1,10 +1,8 @@
-"""Named pretrained assets: a registry of bundles, fetched on demand into a verified cache.
+"""Named pretrained assets, fetched on demand into a verified cache.
 
-A *bundle* (`gslm-hubert100`) names the files one experiment needs (the
-HuBERT checkpoint, GSLM's k-means, the unit LM and its dict.txt), each by a
-path on a download host, and the Make settings they imply. A file is fetched
-once into the cache, under the same path it has on the host, so a mirror
-(`--mirror URL`: the same paths on another host) fills the same cache:
+A file of a bundle (`asset_registry.py`) is fetched once into the cache, under
+the same path it has on the host, so a mirror (`--mirror URL`: the same paths
+on another host) fills the same cache:
 
     $SPEECHPROMPT_CACHE, else $XDG_CACHE_HOME/speechprompt, else ~/.cache/speechprompt
 
@@ -26,11 +24,8 @@ Only the standard library speaks HTTP (urllib), so nothing new is installed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
-import hashlib
 import http.client
-import json
 import os
 import posixpath
 import re
@@ -46,140 +41,14 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .io import BadInput, log
+from .asset_bundle import Bundle
+from .io import BadInput, file_hash, log
 
-FORMAT = "speechprompt-assets/1"
-GSLM_HOST = "https://dl.fbaipublicfiles.com/"  # the host fairseq's GSLM README links
 LOCK_FILE = "assets.lock"
-ARCHIVE_SUFFIXES = (".tgz", ".tar.gz")
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".zip")
 CHUNK = 1 << 20
 RETRIES = 3  # fresh attempts after a connection that was cut mid-file (each resumes)
 TIMEOUT = 60  # seconds without a byte before a connection counts as cut
-
-
-# ------------------------------------------------------------------ registry
-@dataclasses.dataclass
-class Asset:
-    """One file of a bundle: `url` is a path on the host (and in the cache); `member` a file inside it."""
-
-    url: str
-    member: str | None = None
-
-
-@dataclasses.dataclass
-class Bundle:
-    name: str
-    about: str
-    files: dict[str, Asset]
-    make: dict[str, str]  # Make variable -> value, `{key}` standing for the local path of files[key]
-    base_url: str = GSLM_HOST
-    sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # url path -> pinned hash
-    units_only: str | None = None  # why this bundle's units cannot be made here (its uLM needs UNITS=)
-
-    def make_keys(self) -> list[str]:
-        """The files the Make settings name, in bundle order."""
-        named = {ref for value in self.make.values() for ref in re.findall(r"{(\w+)}", value)}
-        return [key for key in self.files if key in named]
-
-    def downloads(self, keys) -> list[str]:
-        """The url paths to fetch for `keys`, each once, in bundle order."""
-        return list(dict.fromkeys(self.files[k].url for k in keys))
-
-
-# The acoustic models and k-means of fairseq's examples/textless_nlp/gslm/speech2unit README,
-# the unit LMs of its ulm README. Each uLM archive holds DIR/checkpoint_best.pt and DIR/dict.txt.
-GSLM_FAMILIES = {
-    # GSLM's directory: (about the encoder, encoder checkpoint, uLM archive name for k units, why not runnable here)
-    "hubert": ("HuBERT base (LibriSpeech 960 h), layer 6", "hubert/hubert_base_ls960.pt", "hubert{k}_lm", None),
-    "cpc": ("modified CPC (Libri-Light 6 kh)", "textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt", "cpc{k}_lm",
-            "this toolkit has no CPC encoder: quantise with GSLM's quantize_with_kmeans and give UNITS="),
-    "w2v2": ("wav2vec 2.0 large (LV-60)", "fairseq/wav2vec/wav2vec_vox_new.pt", "w2v2_{k}_lm",
-             "this toolkit has no wav2vec 2.0 encoder: quantise with GSLM's quantize_with_kmeans and give UNITS="),
-    "logmel": ("80-bin log-mel filterbank", None, "logmel{k}_lm",
-               "GSLM's log-mel k-means was fit on torchaudio fbank of samples in [-1, 1], this toolkit's "
-               "log-mel is on Kaldi's 16-bit scale: quantise with GSLM's quantize_with_kmeans and give UNITS="),
-}
-BUNDLE_NAMES = {"w2v2": "wav2vec"}  # `gslm-w2v2100` would read badly
-# GSLM's unit LMs are transformer_lm_big (12 x 1024): the paper's prompt-tuning learning rate.
-GSLM_ULM_SETTINGS = {"LR": "0.005"}
-
-
-def gslm_bundles() -> dict[str, Bundle]:
-    bundles = {}
-    for family, (about, encoder_ckpt, lm, units_only) in GSLM_FAMILIES.items():
-        for k in (50, 100, 200):
-            lm_name = lm.format(k=k)
-            archive = f"textless_nlp/gslm/{family}/lm_km{k}/{lm_name}.tgz"
-            files = {"kmeans": Asset(f"textless_nlp/gslm/{family}/km{k}/km.bin"),
-                     "ulm": Asset(archive, f"{lm_name}/checkpoint_best.pt"),
-                     "dict": Asset(archive, f"{lm_name}/dict.txt")}
-            make = {"K": str(k), "ULM": "{ulm}", "DICT": "{dict}", **GSLM_ULM_SETTINGS}
-            if family == "hubert":
-                files = {"hubert": Asset(encoder_ckpt), **files}
-                make = {"ENCODER": "hubert", "HUBERT": "{hubert}", "LAYER": "6", "KMEANS": "{kmeans}", **make}
-            elif encoder_ckpt:
-                files = {"encoder": Asset(encoder_ckpt), **files}
-            name = f"gslm-{BUNDLE_NAMES.get(family, family)}{k}"
-            bundles[name] = Bundle(
-                name, f"{about}, k-means {k}, GSLM's unit LM {lm_name} and its dict.txt",
-                files, make, units_only=units_only)
-    return bundles
-
-
-def _bad_registry(message: str, path: str):
-    return BadInput(f"bad asset registry: {message}", path)
-
-
-def read_registry(path: str) -> dict[str, Bundle]:
-    """A user registry (JSON, README "With the real GSLM assets"): bundles that add to or replace the built-in ones."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-    except OSError as error:
-        raise BadInput(f"cannot read: {error.strerror}", path) from None
-    except json.JSONDecodeError as error:
-        raise BadInput(f"not JSON: {error.msg}", f"{path}:{error.lineno}") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise _bad_registry(f'expected {{"format": "{FORMAT}", "bundles": {{...}}}}', path)
-    base_url, pins = spec.get("base_url", GSLM_HOST), spec.get("sha256", {})
-    for url, digest in pins.items():
-        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
-            raise _bad_registry(f"sha256 of {url!r} is not 64 hex digits", path)
-    pins = {url: digest.lower() for url, digest in pins.items()}
-    bundles = {}
-    for name, entry in spec.get("bundles", {}).items():
-        try:
-            files = {key: Asset(value) if isinstance(value, str) else Asset(value["url"], value.get("member"))
-                     for key, value in entry["files"].items()}
-            bundle = Bundle(name, entry.get("about", ""), files, dict(entry.get("make", {})), base_url,
-                            dict(pins), entry.get("units_only"))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise _bad_registry(f"bundle {name!r}: {error!r}", path) from None
-        for key, value in bundle.make.items():
-            for ref in re.findall(r"{(\w+)}", value):
-                if ref not in files:
-                    raise _bad_registry(f"bundle {name!r}: {key} names {{{ref}}}, not one of its files", path)
-        for asset in files.values():
-            check_relative(asset.url, f"{path}: bundle {name!r}")
-            if asset.member is not None:
-                check_relative(asset.member, f"{path}: bundle {name!r}")
-        bundles[name] = bundle
-    return bundles
-
-
-def registry(extra: list[str] = ()) -> dict[str, Bundle]:
-    bundles = gslm_bundles()
-    for path in extra:
-        bundles.update(read_registry(path))
-    return bundles
-
-
-def check_relative(path: str, where: str) -> None:
-    """A url path or archive member must stay below its root: relative, without `..`."""
-    if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or "://" in path:
-        raise BadInput(f"{path!r} is not a relative path", where)
-    if ".." in re.split(r"[/\\]", path):
-        raise BadInput(f"{path!r} has a '..' component", where)
 
 
 # --------------------------------------------------------------------- cache
@@ -220,14 +89,6 @@ class Lock:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(f"{h}  {u}\n" for u, h in sorted(self.hashes.items()))
         os.replace(tmp, self.path)
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------ download
@@ -333,6 +194,10 @@ def unpack(archive: str, target: str, where: str) -> None:
     parent = os.path.dirname(target)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}.", suffix=".unpack")
     try:
+        if archive.endswith((".zip", ".zip.part")):
+            unpack_zip(archive, tmp, where)
+            os.replace(tmp, target)
+            return
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
@@ -352,6 +217,26 @@ def unpack(archive: str, target: str, where: str) -> None:
 
 
 # -------------------------------------------------------------------- fetch
+def unpack_zip(archive: str, into: str, where: str) -> None:
+    """A .zip (TWIST's LMs) into `into`, by the same rules as a .tgz: relative paths without `..`, files and
+    directories only (a member whose Unix mode says link, device or pipe is refused)."""
+    import stat
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                name, mode = member.filename, member.external_attr >> 16
+                why = ("an absolute path" if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) else
+                       "a '..' component" if ".." in re.split(r"[/\\]", name) else
+                       "a link, device or pipe" if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) else None)
+                if why:
+                    raise BadInput(f"refused: member {name!r} is {why}; nothing unpacked", where)
+            zipped.extractall(into)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise BadInput(f"cannot unpack: {_reason(error)}", where) from None
+
+
 class Store:
     """The cache: fetches a bundle's files, verified, and returns their local paths."""
 
@@ -360,7 +245,7 @@ class Store:
         self.mirror = mirror
 
     def url(self, bundle: Bundle, path: str) -> str:
-        base = self.mirror or bundle.base_url
+        base = self.mirror or bundle.hosts.get(path, bundle.base_url)
         return urllib.parse.urljoin(base if base.endswith("/") else base + "/", path)
 
     def local(self, path: str) -> str:
@@ -437,7 +322,7 @@ class Store:
             source_file, by_hand = path + ".part", False
             log(f"fetching {url}")
             download(url, source_file, path)
-        digest = sha256_of(source_file)
+        digest = file_hash(source_file)
         if expected and digest != expected:
             os.unlink(source_file)
             what = "the file placed by hand" if by_hand else "the download"

@@ -4,17 +4,18 @@
     sp-assets get gslm-hubert100            KEY<TAB>PATH (hubert, kmeans, ulm, dict), downloaded once
     sp-assets urls gslm-hubert100           URL<TAB>PATH: what to download, and where to place it by hand
 
-The cache, the mirror, hashes and safe unpacking are in `asset_store.py`.
+The bundles are in `asset_registry.py`; the cache, the mirror, hashes and safe unpacking in `asset_store.py`.
 """
 import click
 
-from .asset_store import Store, cache_dir, registry
-from .io import BadInput, atomic_output, output_option
+from .asset_registry import registry
+from .asset_store import Store, cache_dir
+from .io import BadInput, Group, atomic_output, output_option
 
 registry_option = click.option(
     "--registry", "registries", multiple=True, type=click.Path(exists=True, dir_okay=False),
     envvar="SPEECHPROMPT_REGISTRY",
-    help="A JSON file of more bundles (README: \"With the real GSLM assets\"); repeatable; "
+    help="A JSON file of more bundles (docs/assets.md); repeatable; "
          "env SPEECHPROMPT_REGISTRY (':'-separated).")
 mirror_option = click.option("--mirror", envvar="SPEECHPROMPT_MIRROR", metavar="URL",
                              help="Take the same paths from this host instead [env SPEECHPROMPT_MIRROR].")
@@ -33,8 +34,8 @@ def make_value(text: str) -> str:
     return text.replace("$", "$$").replace("#", r"\#")
 
 
-@click.group(help="Named pretrained bundles (GSLM's HuBERT, k-means, unit LM and dict), fetched on demand "
-                  "into a verified cache.", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, help="Named pretrained bundles (GSLM's HuBERT, k-means, unit LM and dict), fetched on "
+                             "demand into a verified cache.", context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     pass
 

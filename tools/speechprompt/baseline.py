@@ -106,7 +106,8 @@ def fitting(rows: list[Units], longest: int, skipper: Skipper) -> list[Units]:
 @click.option("--features", default="units", show_default=True,
               type=click.Choice(["units", "logmel-stats", "ulm-states"]),
               help="units, ulm-states: TRAIN and TEST are units tables; logmel-stats: they are manifests.")
-@click.option("--ulm", type=click.Path(exists=True, dir_okay=False), help="The unit LM of --features ulm-states.")
+@click.option("--ulm", type=click.Path(exists=True),
+              help="The unit LM of --features ulm-states (a checkpoint, or a Hugging Face model directory).")
 @click.option("--ulm-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --ulm].")
 @click.option("--ulm-kind", default="fairseq", show_default=True, type=click.Choice(sorted(KINDS)),
               help="The kind of backbone --ulm is (see sp-train --backbone).")

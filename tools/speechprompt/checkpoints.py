@@ -122,6 +122,20 @@ def refusing(path: str, kind: str = ""):
                        f"{': ' + text[0] if text else ''})", path) from None
 
 
+def save_checkpoint(state: dict, path: str) -> None:
+    """`torch.save` to `path` atomically. Serialised in memory first: a write that fails (a full disk) then
+    raises an OSError with its errno, where torch's zip writer would raise a bare RuntimeError."""
+    import io
+
+    from .io import atomic_path
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+
+
 def require_lm(state, path: str) -> None:
     """Refuse, in one line, a loaded checkpoint that is not a fairseq LM's (a prompt checkpoint, say)."""
     if not isinstance(state, dict):
@@ -158,15 +172,6 @@ def lm_positions(path: str) -> int:
             if value:
                 return int(value)
     return 1024
-
-
-def file_hash(path: str, chunk: int = 1 << 20) -> str:
-    """sha256 of a file: a prompt checkpoint names its frozen base by path and hash."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def json_identity(path: str) -> str:

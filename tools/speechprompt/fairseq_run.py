@@ -39,7 +39,8 @@ import warnings
 
 import torch
 
-from .checkpoints import fairseq_globals, file_hash, load_checkpoint
+from .checkpoints import fairseq_globals, load_checkpoint
+from .io import file_hash
 from .io import BadInput, log
 
 SCRATCH = ".train"
@@ -176,12 +177,14 @@ class Scratch:
             newest = dataclasses.replace(newest, path=last)
         return newest
 
-    def prepare(self, wanted: dict, restart: bool) -> Position | None:
-        """Make the scratch directory ready: resumed (its position), or new (None)."""
+    def prepare(self, wanted: dict, restart: bool, if_settings_differ: str = "refuse") -> Position | None:
+        """Make the scratch directory ready: resumed (its position), or new (None). `restart`: new whatever
+        is there; `if_settings_differ`: `refuse` a stopped run's state saved under other settings in one
+        line, or `restart`."""
         for name in os.listdir(self.save_dir):  # older sp-pretrains' per-run directories, dead with their run
             if name.startswith(SCRATCH + ".") and os.path.isdir(os.path.join(self.save_dir, name)):
                 shutil.rmtree(os.path.join(self.save_dir, name), ignore_errors=True)
-        at = None
+        at, why = None, "--restart" if restart else "no complete checkpoint in it"
         if os.path.isdir(self.path) and not restart:
             at = self.newest()
             if at is not None:
@@ -191,13 +194,15 @@ class Scratch:
                 except (OSError, ValueError):
                     recorded = {}
                 changed = differences(recorded, wanted)
-                if changed:
+                if changed and if_settings_differ == "refuse":
                     raise BadInput(f"a stopped run with other settings ({'; '.join(changed[:3])}) left its state "
                                    f"in {self.path} ({at.describe()}): rerun with its settings to resume it, "
-                                   "or give --restart to discard it", self.save_dir)
+                                   "or give --restart (or --if-settings-differ restart) to discard it", self.save_dir)
+                if changed:
+                    at, why = None, f"its settings differ: {'; '.join(changed[:3])}; --if-settings-differ restart"
         if at is None:
             if os.path.isdir(self.path):
-                log(f"removing {self.path}" + (" (--restart)" if restart else " (no complete checkpoint in it)"))
+                log(f"removing {self.path} ({why})")
             self.remove()
             os.makedirs(self.path)
             write_json(self.file("settings.json"), wanted)

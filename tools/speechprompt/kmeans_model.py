@@ -4,7 +4,7 @@
 pickle); `sp-quantize` (and anything else that maps features to units) loads
 it here. GSLM's `km.bin` and older sp-kmeans files are joblib pickles: they are
 read by a restricted unpickler that can build numpy arrays and nothing else
-(README, "Encoders and k-means").
+(docs/formats.md, "Encoders and k-means").
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     sp-manifest speech_commands data/synth --out-dir data/SCR     # train.tsv valid.tsv test.tsv
     sp-manifest fluent_speech_commands /data/fsc --split test     # one split to stdout
 
-Rows are `id  path  offset  num_samples  label` (README "Formats"), sorted by
+Rows are `id  path  offset  num_samples  label` (docs/formats.md), sorted by
 id within a split.  Each audio file is probed: unreadable, corrupt or empty
 audio, a rate other than --sample-rate, more than one channel, a segment past
 the end of its file, and a duplicate id are errors (or, with --skip-bad,

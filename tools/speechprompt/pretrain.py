@@ -9,7 +9,9 @@ valid loss (`--patience`), progress on stderr and optional TensorBoard logs.
 It trains in SAVE_DIR/.train (fairseq_run.py): a run that is killed (SIGTERM,
 SIGKILL, a full disk) resumes there when rerun with the same settings, to the
 same uLM an uninterrupted run gives; other settings are refused unless
-`--restart`. One sp-pretrain works on a SAVE_DIR at a time (a lock). On
+`--restart` or `--if-settings-differ restart` (as Make gives it: a changed
+setting is a new stage). One sp-pretrain works on a SAVE_DIR at a time (a
+lock). `--arch opt` trains a transformers OPT instead (hf_pretrain.py). On
 success SAVE_DIR gets `checkpoint_best.pt` (no optimizer state, fp32), the
 data-bin's `dict.txt` and `pretrain.json` (the settings, the valid perplexity
 of the best checkpoint reloaded through `checkpoints.load_lm`, and an add-one
@@ -135,6 +137,10 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @output_dir_option("--save-dir", required=True, type=click.Path(file_okay=False),
                    help="Gets checkpoint_best.pt, dict.txt and pretrain.json (and the run's state in .train/ "
                         "while it trains).")
+@click.option("--arch", type=click.Choice(["transformer_lm", "opt"]), default="transformer_lm", show_default=True,
+              help="transformer_lm: fairseq's, trained by fairseq-train; opt: a transformers OPT of the same shape, "
+                   "trained by a loop of our own (hf_pretrain.py; needs the optional transformers), for the hf "
+                   "backbone.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="small", show_default=True,
               help="Layers x dim (ffn, heads): tiny 2x64 (128, 2) for tests, small 4x128 (512, 4), "
                    "base 6x512 (2048, 8), big 12x1024 (4096, 16) = GSLM's transformer_lm_big.")
@@ -157,14 +163,16 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--save-interval-updates", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also save the run's state every N updates (fairseq validates there too), so a killed run "
                    "loses less than an epoch [default: at each epoch's end only].")
-@click.option("--restart", is_flag=True,
-              help="Discard the state a stopped run with other settings left in SAVE_DIR/.train, and start over.")
+@click.option("--restart", is_flag=True, help="Start afresh, discarding the state a stopped run left in SAVE_DIR/.train.")
+@click.option("--if-settings-differ", default="refuse", show_default=True, type=click.Choice(["refuse", "restart"]),
+              help="What to do with a stopped run's state saved under other settings: refuse in one line, or start "
+                   "afresh (Make: a changed setting is a new stage).")
 @runtime_options(precision=True)
 @click.option("--tensorboard-logdir", type=click.Path(file_okay=False), help="Write TensorBoard logs here.")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
-def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
-         update_freq, lr, warmup_updates, dropout, seed, save_interval_updates, restart, device, threads, precision,
-         tensorboard_logdir, log_interval):
+def main(data, save_dir, arch, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
+         update_freq, lr, warmup_updates, dropout, seed, save_interval_updates, restart, if_settings_differ, device,
+         threads, precision, tensorboard_logdir, log_interval):
     here = distributed.world()
     device = distributed.process_device(pick_device(device, precision, threads), here)
     check_databin(data)
@@ -172,6 +180,10 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:
         raise click.BadParameter(f"the model dimension {shape[1]} is not a multiple of {shape[3]} heads")
+    if arch == "opt":
+        with exclusive(os.path.join(save_dir, ".lock"), save_dir):  # one sp-pretrain a SAVE_DIR
+            return pretrain_opt(data, save_dir, shape, lr or SIZES[size][4], warmup_updates, max_tokens, max_epoch,
+                                max_update, patience, seed, device, dropout, here)
     scratch = fairseq_run.Scratch(save_dir)
     argv = fairseq_argv(data, scratch.path, size, lr, warmup_updates, max_tokens, max_epoch, max_update, -1, seed,
                         device, precision, dropout, tensorboard_logdir, log_interval, shape, update_freq, here,
@@ -187,10 +199,10 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
     try:
         with exclusive(os.path.join(save_dir, ".lock"), save_dir):  # one sp-pretrain a SAVE_DIR
             started = time.time()
-            summary = run(argv, data, save_dir, scratch, rules, restart, shape, device, here, dict(
+            summary = run(argv, data, save_dir, scratch, rules, shape, device, here, dict(
                 size=size, seed=seed, lr=lr or SIZES[size][4], max_tokens=max_tokens, precision=precision,
                 processes=here.size, update_freq=update_freq, effective_max_tokens=max_tokens * here.size *
-                update_freq))
+                update_freq), restart, if_settings_differ)
     finally:
         if created and os.path.isdir(save_dir) and not os.listdir(save_dir):
             os.rmdir(save_dir)  # a run that failed at once leaves nothing behind
@@ -199,11 +211,13 @@ def main(data, save_dir, size, layers, embed_dim, ffn_dim, heads, max_epoch, max
         f"{os.path.join(save_dir, 'checkpoint_best.pt')}")
 
 
-def run(argv, data, save_dir, scratch, rules, restart, shape, device, here, settings: dict) -> dict:
+def run(argv, data, save_dir, scratch, rules, shape, device, here, settings: dict, restart: bool = False,
+        if_settings_differ: str = "refuse") -> dict:
     """Rank 0's run: the scratch directory made ready (new or resumed), training, the outputs; the scratch
     directory removed after success, kept after a failure while it holds a state to resume from."""
     with writing(save_dir, save_dir):  # a refusal (other settings) leaves the stopped run's state as it is
-        at = scratch.prepare(fairseq_run.settings(argv, data, {"patience": rules.patience}), restart)
+        at = scratch.prepare(fairseq_run.settings(argv, data, {"patience": rules.patience}), restart,
+                             if_settings_differ)
     done = False
     try:
         if at is None:
@@ -258,3 +272,20 @@ def finish(data: str, save_dir: str, scratch, shape, device, settings: dict) -> 
                          ("checkpoint_best.pt", "final.pt")):  # the checkpoint last: make's target
         os.replace(scratch.file(source), os.path.join(save_dir, name))
     return summary
+
+
+def pretrain_opt(data, save_dir, shape, lr, warmup, max_tokens, max_epoch, max_update, patience, seed, device,
+                 dropout, here: World) -> None:
+    """`--arch opt`: hf_pretrain.train_opt, one process, with the add-one unigram's perplexity beside its own."""
+    from .databin import load_dictionary
+    from .hf_pretrain import train_opt
+
+    if here.size > 1:
+        raise click.UsageError("--arch opt trains in one process (no torchrun)")
+    unigram = unigram_perplexity(read_split(data, "train"), read_split(data, "valid"),
+                                 load_dictionary(os.path.join(data, "dict.txt")))
+    log(f"OPT {'x'.join(map(str, shape))} on {device}, lr {lr}, {max_tokens} tokens a batch")
+    summary = train_opt(data, save_dir, shape, lr, warmup, max_tokens, max_epoch, max_update, patience, seed, device,
+                        dropout, read_split, {"unigram_valid_ppl": unigram})
+    log(f"{summary['parameters']:,} parameters, {summary['train_seconds']:.0f} s; valid perplexity "
+        f"{summary['valid_ppl']:.2f} (add-one unigram: {unigram:.2f}) -> {os.path.join(save_dir, 'config.json')}")

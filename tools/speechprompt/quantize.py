@@ -30,6 +30,10 @@ def shard(items: list, index: int, count: int) -> list:
 @output_option
 @click.option("--kmeans", "kmeans_path", required=True, type=click.Path(dir_okay=False),
               help="k-means file: sp-kmeans output (.npz), or a joblib pickle such as GSLM's km.bin (read restricted).")
+@click.option("--kmeans-rate", type=click.FloatRange(min=0, min_open=True), metavar="HZ",
+              help="The frame rate the k-means was fitted at, for a file that does not record it (GSLM's and "
+                   "textlesslib's pickles: 50 for HuBERT base, 25 for TWIST's mHuBERT-25Hz); another encoder rate "
+                   "is refused.")
 @encoder_options
 @click.option("--batch-seconds", default=60.0, show_default=True, help="Audio per batch, counting padding.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Utterances per batch (instead of --batch-seconds).")
@@ -38,7 +42,7 @@ def shard(items: list, index: int, count: int) -> list:
 @click.option("--num-shards", default=1, show_default=True, type=click.IntRange(min=1),
               help="Split the manifest in this many contiguous shards.")
 @skip_bad_option
-def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_index, num_shards, threads,
+def main(input, output, kmeans_path, kmeans_rate, batch_seconds, batch_size, device, shard_index, num_shards, threads,
          skip_bad, **options):
     if not 0 <= shard_index < num_shards:
         raise click.UsageError(f"--shard {shard_index} is not in 0..{num_shards - 1}")
@@ -52,6 +56,10 @@ def main(input, output, kmeans_path, batch_seconds, batch_size, device, shard_in
     if quantizer.dim != encoder.dim:
         raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
                        "features (fit with the same encoder)", kmeans_path)
+    rate = (fitted_on or {}).get("hop", kmeans_rate)
+    if rate is not None and abs(float(rate) - encoder.hop) > 1e-6:
+        raise BadInput(f"refused: a k-means of {float(rate):g}-frame/s features, but the {encoder.name} encoder gives "
+                       f"{encoder.hop:g} frames/s (an encoder and quantizer of different frame rates)", kmeans_path)
     if fitted_on is not None and fitted_on != encoder.spec():
         raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", kmeans_path)
     written = 0

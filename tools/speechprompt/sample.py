@@ -32,7 +32,8 @@ from .precision import autocast
 @click.option("--prompt", "prompt_path", required=True, type=click.Path(exists=True, dir_okay=False), help="From sp-train.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False), help="Map tokens back to label values.")
-@click.option("--base", type=click.Path(exists=True, dir_okay=False), help="The base LM, if it moved [default: as recorded].")
+@click.option("--base", type=click.Path(exists=True), help="The base LM (a checkpoint, or a Hugging Face model directory), "
+              "if it moved [default: as recorded].")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False),
               help="Its dict.txt, if it moved [default: as recorded, else beside --base].")
 @output_option
@@ -47,11 +48,13 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
 
     from .databin import read_split
     from .prompting.decoding import Decoder, check_length, collate_prefixes, load_prompt, token_batches
+    from .prompting.data import check_units_known
     from .prompting.labels import label_tokens
 
     device = pick_device(device, precision, threads)
     model, ckpt = load_prompt(prompt_path, device, base, base_dict)
     vocab = model.base.vocab
+    check_units_known(data, vocab, base or ckpt["base"]["path"])
     candidates = ckpt["labels"]
     if not candidates:
         raise BadInput("the prompt checkpoint lists no train labels", prompt_path)

@@ -22,8 +22,8 @@ import click
 import torch
 
 from . import distributed
-from .checkpoints import file_hash, json_identity
-from .io import BadInput, atomic_output, atomic_path, command, log, output_path_option, pick_device, runtime_options
+from .checkpoints import json_identity, save_checkpoint
+from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
 
 
@@ -66,10 +66,12 @@ def parse_duration(value) -> float:
 
 @command("Prompt-tune a frozen unit LM on a data-bin; write the prompt checkpoint.")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
-@click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False), help="The frozen unit LM's checkpoint.")
+@click.option("--base", required=True, type=click.Path(exists=True),
+              help="The frozen unit LM: a fairseq checkpoint, or a Hugging Face model directory (or its config.json).")
 @click.option("--base-dict", type=click.Path(exists=True, dir_okay=False), help="Its dict.txt [default: beside --base].")
 @click.option("--backbone", "kind", default="fairseq", show_default=True, type=click.Choice(sorted(KINDS)),
-              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm).")
+              help="The kind of the unit LM (prompting/backbones/): fairseq (transformer_lm, GSLM's hubert100_lm), "
+                   "hf (a transformers OPT or LLaMA-family LM: TWIST, sp-pretrain --arch opt).")
 @output_path_option("-o", "--output", required=True, help="The prompt checkpoint to write.")
 @click.option("--verbalizer", type=click.Path(exists=True, dir_okay=False),
               help="The verbalizer JSON the data-bin's labels were mapped with: recorded, so sp-sample "
@@ -119,19 +121,23 @@ def parse_duration(value) -> float:
                    "chance (0: never).")
 @click.option("--valid-every", default=0, show_default=True, help="Also validate every N updates (0: once an epoch).")
 @runtime_options(precision=True)
+@click.option("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+              help="On one GPU, replay each batch shape's forward and backward as a CUDA graph (prompting/graphs.py; "
+                   "docs/gpu.md says how far it is measured).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip sentences without 'units <s> label' (or too long) instead of failing.")
 def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_settings_differ, prompt_length, deep,
          input_prompt, separator, linear_verbalizer, num_classes, finetune, lr, lr_schedule, warmup_updates, clip_norm,
          batch_size, max_tokens, update_freq, max_epoch, max_update, max_time, patience, valid_every, device, threads,
-         precision, seed, skip_bad):
+         precision, cuda_graphs, seed, skip_bad):
     from .locks import exclusive
     from .prompting import backbones
-    from .prompting.data import data_identity, labelled_sentences
+    from .prompting.data import check_units_known, data_identity, labelled_sentences
     from .prompting.defaults import (ANCHORS, LENGTH_ANCHORS, MIN_EPOCHS, MIN_UPDATES, anchors_text, auto_epoch_bound,
                                      auto_epochs, auto_lr, auto_prompt_length)
     from .prompting.labels import CandidateSteps, distinct_labels, label_text
-    from .prompting.loop import Settings, make_batches, train
+    from .prompting.batches import make_batches
+    from .prompting.loop import Settings, train
     from .prompting.model import PromptConfig, PromptLM
     from .prompting.stopping import chance_level
 
@@ -143,6 +149,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
     state_path = os.path.join(work_dir, "state.pt")
     shape = backbones.read_shape(kind, base)
     vocab = backbones.vocabulary(kind, base, base_dict)
+    check_units_known(data, vocab, base)
     train_sentences, _ = labelled_sentences(data, "train", vocab, shape.max_positions, skip_bad)
     valid_sentences, _ = labelled_sentences(data, "valid", vocab, shape.max_positions, skip_bad)
     labels = distinct_labels(train_sentences, vocab)
@@ -153,6 +160,12 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
         prompt_length = auto_prompt_length(shape.embed_dim)
         log(f"prompt length auto: {prompt_length} for a uLM of {shape.layers} x {shape.embed_dim} "
             f"({anchors_text(LENGTH_ANCHORS)})")
+    if kind == "hf":
+        from .prompting.backbones.hf_lm import PROMPT_RESERVE
+
+        if prompt_length > PROMPT_RESERVE:
+            raise click.UsageError(f"--prompt-length {prompt_length}: the hf backbone keeps {PROMPT_RESERVE} positions "
+                                   f"for the input prompt")
     if linear_verbalizer and num_classes and num_classes < len(labels):
         raise click.UsageError(f"--num-classes {num_classes}: the train split has {len(labels)} distinct labels")
     num_classes = num_classes or len(labels)
@@ -172,7 +185,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
                 f"updates at {updates_per_epoch} an epoch), {max_epoch} once above it; patience decides")
     lock = exclusive(lock_path(output), output) if here.main else contextlib.nullcontext()
     with lock:  # taken once the inputs are read: a refused input leaves nothing beside -o
-        base_hash = file_hash(base)
+        base_hash = backbones.identity(kind, base)
         settings = Settings(data_identity(data), base_hash, dataclasses.asdict(config), lr, lr_schedule, warmup_updates,
                             batch_size, max_tokens, update_freq, here.size, max_epoch, at_chance, max_update, max_time,
                             patience, valid_every, clip_norm, seed, precision)
@@ -189,7 +202,8 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
             log(distributed.describe_batch(batch_size, "sentences at most", here, update_freq))
         try:
             best, record = train(model, train_batches, valid_batches, settings, state_path, device, here,
-                                 chance_level([label_text(seq, vocab) for seq in valid_sentences]))
+                                 chance_level([label_text(seq, vocab) for seq in valid_sentences]),
+                                 cuda_graphs=cuda_graphs)
         finally:
             distributed.leave()
         if not here.main:  # rank 0 writes the prompt checkpoint
@@ -212,8 +226,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
             with atomic_output(summary_path(output)) as f:  # written first: the checkpoint is the file make waits for
                 json.dump(summary, f, indent=1)
                 f.write("\n")
-            with atomic_path(output) as tmp:
-                torch.save(checkpoint, tmp)
+            save_checkpoint(checkpoint, output)
         except OSError as error:
             raise BadInput(f"cannot write: {error.strerror} (the resume state in {work_dir} is kept)", output) from None
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -3,6 +3,7 @@
 An encoder turns waveforms into frame features:
 
     encoder = build("logmel", device)           # or build("hubert", device, checkpoint=..., layer=6)
+                                                # or build("hf-hubert", device, checkpoint=DIR, layer=11)
     encoder.sample_rate, encoder.hop, encoder.dim   # Hz, frames per second, feature size
     encoder.features([wave, ...])                   # 1-D float32 arrays at sample_rate -> [T_i, dim] tensors
 
@@ -66,8 +67,11 @@ def encoder_options(function):
     options = [
         click.option("--encoder", "encoder_name", type=click.Choice(sorted(ENCODERS)), default="logmel",
                      show_default=True, help="Speech encoder."),
-        click.option("--checkpoint", type=click.Path(dir_okay=False), help="hubert: fairseq HuBERT checkpoint (.pt)."),
-        click.option("--layer", type=int, help="hubert: transformer layer, 1-based  [default: 6]"),
+        click.option("--checkpoint", type=click.Path(),
+                     help="hubert: fairseq HuBERT checkpoint (.pt); hf-hubert: transformers HubertModel directory "
+                          "(or its config.json)."),
+        click.option("--layer", type=int, help="hubert, hf-hubert: transformer layer, 1-based  [default: 6; "
+                                                "hf-hubert: 11, TWIST's]"),
         click.option("--chunk-seconds", type=float,
                      help="hubert: cut longer audio into chunks this long  [default: 30]"),
         click.option("--mean-norm", is_flag=True, help="logmel: subtract each utterance's mean feature."),
@@ -87,4 +91,4 @@ def encoder_from_options(options: dict, device: torch.device) -> Encoder:
     keys = ("checkpoint", "layer", "chunk_seconds", "mean_norm", "cmvn", "deltas", "subsample")
     return build(name, device, **{k: options.pop(k) for k in keys})
 
-from . import hubert, logmel  # noqa: E402,F401  (each registers itself)
+from . import hf_hubert, hubert, logmel  # noqa: E402,F401  (each registers itself)

@@ -143,13 +143,18 @@ class Hubert(Encoder):
                 per = (longest - longest % frames) // frames
                 ends = torch.tensor([self.frames(n) * per for n in lengths], device=self.device)
                 mask = torch.arange(longest, device=self.device)[None, :] >= ends[:, None]
-            x, _ = self.model.extract_features(source, padding_mask=mask, mask=False, output_layer=self.layer)
+            x = self._layer_output(source, mask)
             for row, j in enumerate(group):
                 out[j] = x[row, :self.frames(len(chunks[j]))]
         per_wave = [[] for _ in waves]
         for j, i in enumerate(owner):
             per_wave[i].append(out[j])
         return [torch.cat(parts) for parts in per_wave]
+
+    def _layer_output(self, source: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """B x frames x dim: layer `self.layer` of the model for the padded chunks (`mask`: True on padding)."""
+        x, _ = self.model.extract_features(source, padding_mask=mask, mask=False, output_layer=self.layer)
+        return x
 
     def _groups(self, lengths: list[int], max_samples: int | None) -> list[list[int]]:
         """Chunks that go through the model together: at most max_samples padded (two chunks by default)."""

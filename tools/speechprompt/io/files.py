@@ -3,22 +3,37 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import gzip
+import hashlib
 import os
 import re
 import stat
 import sys
 import tempfile
+import zlib
 from typing import Iterator, TextIO
 
 from .errors import BadInput, writing
 
+GZIP_SUFFIX = ".gz"
+
+
 def open_input(path: str) -> TextIO:
+    """A text input: `-` is stdin; a path ending in `.gz` is read through gzip, as the shipped units are."""
     if path == "-":
         return sys.stdin
     try:
+        if path.endswith(GZIP_SUFFIX):
+            return gzip.open(path, "rt", encoding="utf-8-sig")
         return open(path, encoding="utf-8-sig")  # -sig: a BOM would stick to the first id
     except OSError as error:
         raise BadInput(f"cannot read: {error.strerror}", path) from None
+
+
+def file_hash(path: str) -> str:
+    """The sha256 of a file's bytes, hex: what a prompt records of its frozen uLM, what the asset cache verifies."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def input_name(path: str) -> str:
@@ -168,6 +183,7 @@ def lines(path: str) -> Iterator[tuple[str, str]]:
     """Yield (`file:line`, text without newline) for each non-blank line."""
     name = input_name(path)
     f = open_input(path)
+    number = 0
     try:
         for number, text in enumerate(f, 1):
             text = text.rstrip("\r\n")
@@ -175,6 +191,12 @@ def lines(path: str) -> Iterator[tuple[str, str]]:
                 text = text.removeprefix("\ufeff")  # stdin is not opened as utf-8-sig
             if text.strip():
                 yield f"{name}:{number}", text
+    except UnicodeDecodeError as error:
+        raise BadInput(f"not UTF-8 text ({error.reason} at byte {error.start} of the line)",
+                       f"{name}:{number + 1}") from None
+    except (OSError, EOFError, zlib.error) as error:  # a corrupt or truncated .gz shows itself only when read
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise BadInput(f"cannot read: {reason}", f"{name}:{number + 1}") from None
     finally:
         if f is not sys.stdin:
             f.close()

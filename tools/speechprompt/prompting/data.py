@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ..databin import read_split
+from ..databin import load_dictionary, read_split
 from ..io import BadInput, Skipper, log
 from .labels import label_tokens
 
@@ -45,3 +45,15 @@ def data_identity(data: str) -> str:
         with open(os.path.join(data, name), "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
+
+
+def check_units_known(data: str, vocab, base: str) -> None:
+    """Every symbol of the data-bin's dict.txt (its units: the k-means' centroids) must be a token of the
+    backbone's vocabulary; a unit it lacks would silently read as `<unk>`. Refused in one line."""
+    symbols = load_dictionary(os.path.join(data, "dict.txt")).symbols[4:]  # after fairseq's four specials
+    missing = [s for s in symbols if vocab.index(s) == vocab.unk and s != vocab.symbols[vocab.unk]]
+    if missing:
+        units = sum(1 for s in vocab.symbols if s.isdigit())
+        raise BadInput(f"the data-bin has {len(symbols)} units, the LM {base} has tokens for {units}: it cannot "
+                       f"hold {len(missing)} of them ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
+                       f"fewer unit tokens than the k-means has centroids", os.path.join(data, "dict.txt"))

@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from ..checkpoints import file_hash, load_checkpoint
+from ..checkpoints import load_checkpoint
 from ..io import BadInput
 from .labels import LabelTrie
 
@@ -45,6 +45,8 @@ def base_paths(ckpt: dict, path: str, base: str | None = None, base_dict: str | 
         if not os.path.exists(base):
             raise BadInput(f"the base LM recorded in the prompt, {base}, is missing (moved?): give its path with "
                            f"--base", path)
+    if recorded.get("kind") == "hf":  # its config.json maps units to tokens: no dict.txt
+        return base, base_dict
     if base_dict is None and recorded.get("dict"):
         beside = os.path.join(os.path.dirname(os.path.abspath(base)), "dict.txt")
         if os.path.exists(recorded["dict"]):
@@ -69,9 +71,9 @@ def load_prompt(path: str, device, base: str | None = None, base_dict: str | Non
 
     ckpt = read_prompt_checkpoint(path)
     base, base_dict = base_paths(ckpt, path, base, base_dict)
-    if file_hash(base) != ckpt["base"]["sha256"]:
-        raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", path)
     kind = ckpt["base"].get("kind", backbones.DEFAULT_KIND)  # checkpoints from before kinds: fairseq's
+    if backbones.identity(kind, base) != ckpt["base"]["sha256"]:
+        raise BadInput(f"base LM {base} is not the one this prompt was trained on (sha256 differs)", path)
     model = PromptLM(backbones.load(kind, base, base_dict, device), PromptConfig.from_dict(ckpt["config"]))
     tensors = dict(ckpt["prompt"])
     if kind == "fairseq":  # full fine-tuning before backbones named the fairseq model `base.model`

@@ -4,10 +4,9 @@
     every epoch (and every `valid_every` updates): valid accuracy among the labels, the best prompts
     kept, the resume state saved; stop by patience above chance, or at a cap
 
-Batches are made once, before the first epoch: sentences sorted by length and cut into batches of at
-most `batch_size` sentences and `max_tokens` padded tokens (fairseq's `batch_by_size`), collated and
-moved to the device; an epoch only reorders them (a permutation seeded by seed and epoch). So a
-training step assembles nothing, and the position in the data is two integers.
+Batches are made once, before the first epoch (`prompting/batches.py`: by length, collated) and moved to
+the device; an epoch only reorders them (a permutation seeded by seed and epoch). So a training step
+assembles nothing, and the position in the data is two integers.
 
 The loss is summed over the label tokens (and `</s>`), or over the label classes with the linear
 verbalizer, and divided by their count in the whole update: the batches of all processes
@@ -32,8 +31,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..io import BadInput, atomic_path, log
-from .labels import CandidateSteps, label_tokens
+from ..checkpoints import save_checkpoint
+from ..io import BadInput, log
+from .graphs import GraphedSteps, pad_for_graphs
+from .batches import Batch
 from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord
 
 STATE_FORMAT = "speechprompt-train-state/1"
@@ -61,70 +62,6 @@ class Settings:
     clip_norm: float = 0.0
     seed: int = 1
     precision: str = "fp32"
-
-
-@dataclasses.dataclass
-class Batch:
-    """Sentences collated as the model reads them, and where their targets are."""
-    tokens: torch.Tensor  # B x T: `</s> units <s> label`, right-padded
-    where: torch.Tensor  # N: flat indices (row * T + column) of the target positions
-    gold: torch.Tensor  # N: the target at each (a label token or `</s>`; a class index with the linear verbalizer)
-    row: torch.Tensor  # N: the sentence each target belongs to
-    count: int  # targets that count (a class of -100 does not)
-    sentences: int
-    allowed: torch.Tensor | None = None  # N x V: the tokens a candidate may have there (valid batches)
-
-    def to(self, device) -> Batch:
-        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, torch.Tensor):
-                moved[name] = value.to(device, non_blocking=True)
-        return Batch(**moved)
-
-
-def make_batches(sentences, vocab, batch_size: int, max_tokens: int, classes: dict | None = None,
-                 candidates: CandidateSteps | None = None) -> list[Batch]:
-    """Labelled sentences (`units <s> label </s>`, vocabulary indices) as batches by length: at most
-    `batch_size` sentences and `max_tokens` padded tokens each. With `classes` (label text -> index), the
-    target is the label's class at `<s>` (-100 for a label of no class); with `candidates`, each batch
-    also holds the tokens allowed at each target position (for the valid accuracy)."""
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    groups, group, longest = [], [], 0
-    for i in order:
-        size = max(longest, len(sentences[i]))
-        if group and (len(group) == batch_size or (len(group) + 1) * size > max_tokens):
-            groups.append(group)
-            group, size = [], len(sentences[i])
-        group.append(i)
-        longest = size
-    if group:
-        groups.append(group)
-    return [collate([sentences[i] for i in group], vocab, classes, candidates) for group in groups]
-
-
-def collate(sentences, vocab, classes=None, candidates=None) -> Batch:
-    T = max(len(s) for s in sentences)
-    tokens = torch.full((len(sentences), T), vocab.pad, dtype=torch.long)
-    where, gold, row, rows = [], [], [], []
-    for b, seq in enumerate(sentences):
-        units, label = label_tokens(seq, vocab.bos, vocab.eos)
-        tokens[b, 0] = vocab.eos
-        tokens[b, 1:len(seq)] = seq[:-1]
-        start = len(units) + 1  # where `<s>` sits in the input (after `</s>` and the units): it predicts the label
-        if classes is not None:
-            where.append(b * T + start)
-            gold.append(classes.get(vocab.string(label), -100))
-            row.append(b)
-        else:
-            targets = seq[start:].tolist()  # the label tokens and `</s>`
-            where += [b * T + start + k for k in range(len(targets))]
-            gold += targets
-            row += [b] * len(targets)
-            rows.append(targets)
-    gold_tensor = torch.tensor(gold, dtype=torch.long)
-    allowed = candidates.allowed(rows, "cpu") if candidates is not None and classes is None else None
-    return Batch(tokens, torch.tensor(where, dtype=torch.long), gold_tensor, torch.tensor(row, dtype=torch.long),
-                 int(gold_tensor.ne(-100).sum()), len(sentences), allowed)
 
 
 def batch_loss(model, batch: Batch) -> torch.Tensor:
@@ -177,15 +114,20 @@ class Interrupt:
 
 
 def train(model, train_batches: list[Batch], valid_batches: list[Batch], settings: Settings, state_path: str,
-          device: torch.device, world=None, chance: float = 0.0, progress: bool = True) -> tuple[dict, StopRecord]:
+          device: torch.device, world=None, chance: float = 0.0, progress: bool = True,
+          cuda_graphs: bool = False) -> tuple[dict, StopRecord]:
     """Tune `model`'s prompts; returns the best prompts (by valid accuracy) and why the run stopped.
 
-    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state."""
+    `world` (distributed.World) places this process among torchrun's; rank 0 saves the state. With
+    `cuda_graphs`, on one CUDA process, forward and backward replay CUDA graphs (`prompting/graphs.py`)."""
     from torch.nn.parallel import DistributedDataParallel
     from tqdm import tqdm
 
     rank, size = (world.rank, world.size) if world else (0, 1)
     torch.manual_seed(settings.seed)
+    graphed = cuda_graphs and device.type == "cuda" and size == 1
+    if graphed:
+        train_batches = pad_for_graphs(train_batches, model.base.vocab.pad)
     train_batches = [b.to(device) for b in train_batches]
     valid_batches = [b.to(device) for b in valid_batches]
     per_update = size * settings.update_freq
@@ -196,6 +138,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                                  fused=device.type == "cuda" or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(settings, total_updates))
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
+    autocast = lambda: torch.autocast(device.type, dtype=half, enabled=half is not None)  # noqa: E731
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
     stop = EarlyStop(settings.patience, chance)
     record = StopRecord(chance=chance)
@@ -228,8 +171,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "stop": dataclasses.asdict(stop), "position": dict(position), "best": best, "rng": rng}
         try:
-            with atomic_path(state_path) as tmp:
-                torch.save(snapshot, tmp)
+            save_checkpoint(snapshot, state_path)
         except OSError as error:
             raise BadInput(f"cannot save the resume state ({error.strerror}); the previous one is kept",
                            state_path) from None
@@ -238,7 +180,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
         model.eval()
         correct = torch.zeros((), device=device, dtype=torch.long)
         core = model.module if hasattr(model, "module") else model
-        with torch.autocast(device.type, dtype=half, enabled=half is not None):
+        with autocast():
             for batch in valid_batches[rank::size]:
                 correct += correct_sentences(core, batch)
         if size > 1:
@@ -249,6 +191,39 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
     if size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
+    step = GraphedSteps(model, batch_loss, autocast, scaler) if graphed else None
+    def one_update(chosen: list[int]) -> tuple[torch.Tensor, int]:
+        """One optimizer step over the batches `chosen` (this process takes its share); returns their summed
+        loss (this process's, on the device) and their target count (all processes')."""
+        count = sum(train_batches[i].count for i in chosen)  # every process knows the update's targets
+        steps = [(train_batches[i], 1.0) for i in chosen[rank::size]]
+        if size > 1:  # every process takes part in every all-reduce, with nothing if its share ran out
+            steps += [(train_batches[chosen[0]], 0.0)] * (settings.update_freq - len(steps))
+        summed = torch.zeros((), device=device)
+        for k, (batch, weight) in enumerate(steps):
+            scale = weight * size / max(count, 1)  # the update's gradient: its summed loss over its targets
+            if step is not None:
+                summed += step(batch, scale) * weight
+                continue
+            last = k == len(steps) - 1
+            with model.no_sync() if size > 1 and not last else contextlib.nullcontext(), autocast():
+                loss = batch_loss(model, batch)
+                summed += loss.detach() * weight
+                loss = loss * scale
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if settings.clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, settings.clip_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=step is None)  # graphs add into the same gradient tensors
+        scheduler.step()
+        return summed, count
+
     started = time.monotonic() - position["seconds"]
     reason = None
     with Interrupt() as interrupt:
@@ -260,43 +235,19 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                        file=sys.stderr, disable=not progress or rank != 0, leave=False)
             epoch_loss, epoch_count = torch.zeros((), device=device), 0
             for u in range(position["batch"], len(updates)):
-                chosen = updates[u]
-                count = sum(train_batches[i].count for i in chosen)  # every process knows the update's targets
-                mine = chosen[rank::size]
-                steps = [(train_batches[i], 1.0) for i in mine]
-                if size > 1:  # every process takes part in every all-reduce, with nothing if its share ran out
-                    steps += [(train_batches[chosen[0]], 0.0)] * (settings.update_freq - len(steps))
-                summed = torch.zeros((), device=device)
-                for k, (batch, weight) in enumerate(steps):
-                    sync = k == len(steps) - 1 or size == 1
-                    context = model.no_sync() if size > 1 and not sync else contextlib.nullcontext()
-                    with context, torch.autocast(device.type, dtype=half, enabled=half is not None):
-                        loss = batch_loss(model, batch)
-                        summed += loss.detach() * weight
-                        loss = loss * (weight * size / max(count, 1))
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if settings.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(params, settings.clip_norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
                 lr = scheduler.get_last_lr()[0]
-                scheduler.step()
+                summed, count = one_update(updates[u])
                 epoch_loss += summed
                 epoch_count += count
                 position["updates"] += 1
                 position["batch"] = u + 1
+                position["seconds"] = time.monotonic() - started
                 bar.update(1)
                 if position["updates"] % 50 == 0 and rank == 0:  # a host sync, so not every update
                     bar.set_postfix(loss=f"{float(summed) / max(count, 1) / math.log(2):.3f}")
-                position["seconds"] = time.monotonic() - started
                 at_end = u + 1 == len(updates)
-                if at_end or (settings.valid_every and position["updates"] % settings.valid_every == 0):
+                validating = at_end or (settings.valid_every and position["updates"] % settings.valid_every == 0)
+                if validating:
                     if at_end:
                         position["epoch"], position["batch"] = epoch + 1, 0
                     accuracy = validate()
@@ -317,8 +268,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                         log(f"interrupted at update {position['updates']}: state saved to {state_path}; rerun the "
                             f"same command to resume")
                     raise SystemExit(128 + (interrupt.signal or signal.SIGTERM))
-                if reason is not None or at_end or (settings.valid_every and
-                                                    position["updates"] % settings.valid_every == 0):
+                if reason is not None or validating:
                     save_state()
                 if reason is not None:
                     break

@@ -23,11 +23,16 @@ backbone is one module here that subclasses it, and one line in `KINDS`:
     logits           final hidden states -> vocabulary logits
 
 The backbone is frozen: every weight has `requires_grad=False`, and it stays in eval mode (no
-dropout) while the prompts train. Prompt checkpoints record the backbone's kind (`base.kind`), so
-`sp-sample` loads the same one; checkpoints written before kinds existed are fairseq's.
+dropout) while the prompts train. Prompt checkpoints record the backbone's kind (`base.kind`) and identity (`identity(kind, path)`, a
+sha256), so `sp-sample` loads the same one; checkpoints written before kinds existed are fairseq's.
 
 Load one with `load(kind, path, dict_path, device)`; read its shape without loading the weights with
-`read_shape(kind, path)`.
+`read_shape(kind, path)`. The kinds:
+
+    fairseq   fairseq's transformer_lm checkpoint (GSLM's hubert100_lm, sp-pretrain's uLMs), dict.txt beside
+    hf        a Hugging Face `transformers` causal LM directory (TWIST, sp-pretrain --arch opt's uLMs):
+              OPT and the LLaMA family, units mapped to tokens by config.json's `offset` (hf_lm.py);
+              needs the optional `transformers`
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ import importlib
 import torch
 from torch import nn
 
-KINDS = {"fairseq": "fairseq_lm"}  # kind -> module of this package
+KINDS = {"fairseq": "fairseq_lm", "hf": "hf_lm"}  # kind -> module of this package
 DEFAULT_KIND = "fairseq"
 
 
@@ -118,6 +123,11 @@ def load(kind: str, path: str, dict_path: str | None = None, device="cpu") -> Ba
 def read_shape(kind: str, path: str) -> Shape:
     """The backbone's shape from its checkpoint, without loading the weights where the format allows."""
     return _module(kind).read_shape(path)
+
+
+def identity(kind: str, path: str) -> str:
+    """sha256 of the backbone's files (the checkpoint; a directory's config and weights): what a prompt records."""
+    return _module(kind).identity(path)
 
 
 def vocabulary(kind: str, path: str, dict_path: str | None = None) -> Vocabulary:

@@ -34,6 +34,12 @@ def vocabulary(path: str, dict_path: str | None = None) -> Vocabulary:
     return vocabulary_of(load_dictionary(dict_path_of(path, dict_path)))
 
 
+def identity(path: str) -> str:
+    from ...io import file_hash
+
+    return file_hash(path)
+
+
 def read_shape(path: str) -> Shape:
     """From the checkpoint's weights and config, memory-mapped: the weights stay on disk."""
     state = map_lm(path)
@@ -69,6 +75,7 @@ class FairseqLM(Backbone):
         self.vocab = vocabulary_of(dictionary)
         self.shape = Shape(len(dec.layers), dec.embed_dim, attn.num_heads, attn.num_heads, attn.head_dim,
                            dec.output_projection.out_features, model.max_positions())
+        self._table = None  # positional embeddings of every position, made once (see `_positions`)
 
     @property
     def decoder(self):
@@ -83,7 +90,7 @@ class FairseqLM(Backbone):
         if dec.project_in_dim is not None:
             x = dec.project_in_dim(x)
         if dec.embed_positions is not None:
-            x = x + self._position_table(int(positions.max()) + 1, x)[positions]
+            x = x + self._positions(positions, x)
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
         return dec.dropout_module(x)
@@ -132,11 +139,24 @@ class FairseqLM(Backbone):
     def _heads(self, x):  # (..., T, d) -> (..., H, T, hd)
         return x.unflatten(-1, (self.shape.heads, self.shape.head_dim)).transpose(-3, -2)
 
-    def _position_table(self, n, like):
+    def _positions(self, positions, like):
+        """The positional embeddings at `positions`, from a table of every position the LM has: made once
+        (no host sync a call, so a training step can be captured as a CUDA graph), or each call when the
+        embeddings train (--finetune with learned positions)."""
+        learned = any(p.requires_grad for p in self.decoder.embed_positions.parameters())
+        if learned or self._table is None or self._table.device != like.device:
+            with torch.inference_mode(False), torch.set_grad_enabled(learned):
+                table = self._position_table(self.shape.max_positions, like.device)
+            if learned:
+                return table[positions].to(like.dtype)
+            self._table = table
+        return self._table[positions].to(like.dtype)
+
+    def _position_table(self, n, device):
         """Positional embeddings of positions 0..n-1, as fairseq numbers them (after the padding index)."""
         pad = self.decoder.padding_idx
-        dummy = torch.full((1, n), pad + 1, dtype=torch.long, device=like.device)
-        return self.decoder.embed_positions(dummy)[0].to(like.dtype)
+        dummy = torch.full((1, n), pad + 1, dtype=torch.long, device=device)
+        return self.decoder.embed_positions(dummy)[0]
 
 
 def _check_supported(dec) -> None:
