@@ -207,9 +207,39 @@ def test_restart_discards_a_stopped_run_with_other_settings(unit_bin, uninterrup
     wait_for(save / ".train" / "checkpoint_last.pt", killed)
     killed.kill()
     killed.wait()
-    restarted = sp("pretrain", unit_bin, "--save-dir", save, *RESUMABLE, "--restart")
-    assert f"removing {save}/.train (--restart)" in restarted.stderr and "resuming" not in restarted.stderr
+    restarted = sp("pretrain", unit_bin, "--save-dir", save, *RESUMABLE, "--if-settings-differ", "restart")
+    assert f"removing {save}/.train (its settings differ: --seed 6 -> 5" in restarted.stderr
+    assert "resuming" not in restarted.stderr
     assert_same_weights(save / "checkpoint_best.pt", uninterrupted / "checkpoint_best.pt")
+
+
+def test_a_stopped_runs_state_is_resumed_refused_or_discarded_by_its_settings(tmp_path):
+    """Scratch.prepare on a state a stopped run left: the same settings resume it; other ones are refused,
+    or (--if-settings-differ restart) discarded; --restart discards it whatever its settings."""
+    from speechprompt import fairseq_run
+    from speechprompt.io import BadInput
+
+    scratch = fairseq_run.Scratch(str(tmp_path))
+    settings = {"fairseq": {"--seed": "1", "--lr": "0.003"}, "data": dict.fromkeys(fairseq_run.DATA_FILES, "x"),
+                "patience": 3}
+    other = {**settings, "fairseq": {"--seed": "2", "--lr": "0.003"}}
+
+    def stopped_run():
+        os.makedirs(scratch.path, exist_ok=True)
+        torch.save({"extra_state": {"train_iterator": {"epoch": 3, "iterations_in_epoch": 0}, "val_loss": 2.5},
+                    "optimizer_history": [{"num_updates": 40}]}, scratch.file("checkpoint_last.pt"))
+        fairseq_run.write_json(scratch.file("settings.json"), settings)
+
+    stopped_run()
+    at = scratch.prepare(settings, restart=False)
+    assert (at.epoch, at.within, at.updates, at.valid_loss) == (3, 0, 40, 2.5)
+    with pytest.raises(BadInput, match=r"a stopped run with other settings \(--seed 1 -> 2\)"):
+        scratch.prepare(other, restart=False)
+    assert os.path.exists(scratch.file("checkpoint_last.pt"))  # refused: kept
+    assert scratch.prepare(other, restart=False, if_settings_differ="restart") is None
+    assert sorted(os.listdir(scratch.path)) == ["settings.json"]  # a new run's directory, with the new settings
+    stopped_run()
+    assert scratch.prepare(settings, restart=True) is None and os.listdir(scratch.path) == ["settings.json"]
 
 
 def test_the_final_checkpoint_has_no_optimizer_state_and_fp32_weights(uninterrupted):
