@@ -23,7 +23,7 @@ class _OneLineErrors:
             try:
                 result = super().main(args, prog_name, standalone_mode=False, **extra)
             except OSError as error:  # a full or read-only disk (or a missing permission) no guard caught
-                if error.errno not in WRITE_ERRORS or not error.filename:
+                if isinstance(error, click.ClickException) or error.errno not in WRITE_ERRORS or not error.filename:
                     raise
                 raise BadInput(error.strerror or str(error), os.fsdecode(error.filename)) from None
         except UsageProblem as error:  # already one self-contained line

@@ -111,10 +111,14 @@ class UniqueIds:
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 
 
-def cannot_write(error: OSError, where: str) -> BadInput:
-    """`where: cannot write: No space left on device` (the file the error names, if another)."""
-    named = error.filename if error.filename not in (None, where) else None
-    return BadInput(f"cannot write{f' {named}' if named else ''}: {error.strerror or error}", where)
+class CannotWrite(BadInput, OSError):
+    """A write that failed for the disk's sake: one line `where: cannot write: No space left on device` when
+    nothing handles it, and still the OSError it was (its errno and strerror) for a caller that does
+    (sp-train keeps its previous resume state and says so)."""
+
+    def __init__(self, error: OSError, where: str):
+        BadInput.__init__(self, f"cannot write: {error.strerror or error}", where)
+        self.errno, self.strerror, self.filename = error.errno, error.strerror, error.filename
 
 
 @contextlib.contextmanager
@@ -124,6 +128,8 @@ def writing(where: str, place: str | None = None) -> Iterator[None]:
     names a file elsewhere (an input) is left as it is."""
     try:
         yield
+    except CannotWrite:
+        raise  # an inner output's own line
     except OSError as error:
         if error.errno not in WRITE_ERRORS:
             raise
@@ -131,4 +137,4 @@ def writing(where: str, place: str | None = None) -> Iterator[None]:
             inside = os.path.abspath(os.fsdecode(error.filename))
             if os.path.commonpath([inside, os.path.abspath(place)]) != os.path.abspath(place):
                 raise
-        raise cannot_write(error, where) from None
+        raise CannotWrite(error, where) from None
