@@ -76,12 +76,21 @@ SYNTH_CORPUS ?=
 BATCH_SIZE ?= 32
 # Quantize each split as this many shards, each a target of its own: `make -j N QUANTIZE_SHARDS=N`.
 QUANTIZE_SHARDS ?= 1
-# sp-pretrain and sp-train as NPROC processes under torchrun (one a GPU with NCCL, or CPU processes
-# with gloo). Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that
-# product to keep the effective batch (docs/scaling.md).
+# Where the heavy stages run (Kaldi's cmd.sh): a prefix before their commands. Empty, they run here;
+# on SLURM, e.g. CPU_CMD='srun -c 4 --mem=16G' GPU_CMD='srun --gpus-per-task 1 -c 8 --mem=64G', and
+# `make -j N` submits N independent stages at once (docs/scaling.md). CPU_CMD: k-means and quantizing
+# on log-mel, the baselines; GPU_CMD: k-means and quantizing with a neural encoder (HuBERT), pretraining,
+# prompt tuning, decoding. Not tracked: where a stage runs does not change what it writes.
+CPU_CMD ?=
+GPU_CMD ?=
+FRONT_END_CMD := $(if $(filter logmel,$(ENCODER)),$(CPU_CMD),$(GPU_CMD))
+# sp-pretrain and sp-train as NPROC processes (one a GPU with NCCL, or CPU processes with gloo): under
+# torchrun here, or as one SLURM step of NPROC tasks with GPU_CMD (it must end with srun's options).
+# Batches are per process: an update sees NPROC x UPDATE_FREQ of them, so keep that product to keep
+# the effective batch (docs/scaling.md).
 NPROC ?= 1
 UPDATE_FREQ ?= 1
-LAUNCH := $(if $(filter-out 1,$(NPROC)),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python)
+LAUNCH := $(if $(filter-out 1,$(NPROC)),$(if $(GPU_CMD),$(GPU_CMD) --ntasks $(NPROC),$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) --no-python),$(GPU_CMD))
 
 SP := $(BIN)/sp-
 T := tools/speechprompt
@@ -165,13 +174,13 @@ $(addprefix $(EXP)/manifest/,$(addsuffix .tsv,$(SPLITS))) &: $(CORPUS_DONE) $(ca
 ENCODER_ARGS := $(strip --encoder $(ENCODER) $(if $(HUBERT),--checkpoint $(HUBERT) --layer $(LAYER)) $(if $(filter logmel,$(ENCODER)),$(LOGMEL_OPTS)))
 KM := $(or $(KMEANS),$(EXP)/km.bin)
 $(EXP)/km.bin: $(EXP)/manifest/train.tsv $(call uses,kmeans,KMEANS_FIT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER K SEED) | $(STAMP)
-	$(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
+	$(FRONT_END_CMD) $(KMEANS_FIT) $(ENCODER_ARGS) -k $(K) --seed $(SEED) --device $(DEVICE) $< -o $@
 
 QUANTIZE_DEPS := $(KM) $(call uses,quantize,QUANTIZE) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE)
 QUANTIZE_ARGS := $(strip $(ENCODER_ARGS) $(if $(KMEANS_RATE),--kmeans-rate $(KMEANS_RATE)))
 ifeq ($(QUANTIZE_SHARDS),1)
 $(EXP)/units/%.tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) $(call uses,dedup,DEDUP) | $(STAMP)
-	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
+	$(FRONT_END_CMD) $(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) $< | $(DEDUP) -o $@
 else
 # QUANTIZE_SHARDS=N: shard i of a split is its own target, units/shards/SPLIT.i-of-N.tsv (so `make -j N`
 # quantizes the shards at once); the shards are contiguous, so joined in order they are the split.
@@ -179,7 +188,7 @@ SHARD_IDS := $(shell seq 0 $$(( $(QUANTIZE_SHARDS) - 1 )))
 define quantize_shard
 $(EXP)/units/shards/%.$1-of-$(QUANTIZE_SHARDS).tsv: $(EXP)/manifest/%.tsv $(QUANTIZE_DEPS) | $(STAMP)
 	@mkdir -p $$(@D)
-	$(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
+	$(FRONT_END_CMD) $(QUANTIZE) $(QUANTIZE_ARGS) --kmeans $(KM) --device $(DEVICE) --shard $1 --num-shards $(QUANTIZE_SHARDS) $$< -o $$@
 endef
 $(foreach i,$(SHARD_IDS),$(eval $(call quantize_shard,$i)))
 $(EXP)/units/%.tsv: $(foreach i,$(SHARD_IDS),$(EXP)/units/shards/%.$i-of-$(QUANTIZE_SHARDS).tsv) $(call uses,dedup,DEDUP) | $(STAMP)
@@ -228,7 +237,7 @@ $(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(c
 	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT)$(if $(DICT), --base-dict $(DICT)) --backbone $(BACKBONE) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 
 $(EXP)/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
-	$(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+	$(GPU_CMD) $(SAMPLE) $(EXP)/data-bin --split test --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 SCORE_ARGS := --metric $(METRIC) $(if $(POSITIVE),--positive '$(POSITIVE)')
 $(EXP)/metrics.json: $(EXP)/predictions.jsonl $(call uses,score,SCORE) $(call var,METRIC POSITIVE) | $(STAMP)
@@ -237,10 +246,10 @@ $(EXP)/metrics.json: $(EXP)/predictions.jsonl $(call uses,score,SCORE) $(call va
 # Baselines on the same split: a tf-idf linear probe on the units, and (from
 # audio) a linear probe on log-mel statistics, which needs no units at all.
 $(EXP)/baseline/predictions.jsonl: $(EXP)/units/train.tsv $(EXP)/units/test.tsv $(call uses,baseline,BASELINE) | $(STAMP)
-	$(BASELINE) $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
+	$(CPU_CMD) $(BASELINE) $(EXP)/units/train.tsv $(EXP)/units/test.tsv -o $@
 
 $(EXP)/baseline-logmel/predictions.jsonl: $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv $(call uses,baseline,BASELINE) | $(STAMP)
-	$(BASELINE) --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
+	$(CPU_CMD) $(BASELINE) --features logmel-stats $(EXP)/manifest/train.tsv $(EXP)/manifest/test.tsv -o $@
 
 $(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(call uses,score,SCORE) $(call var,METRIC POSITIVE) | $(STAMP)
 	$(SCORE) $< $(SCORE_ARGS) -o $@

@@ -25,7 +25,7 @@ endif
 
 # Valid predictions: what the sweep selects by (any experiment can make them).
 $(EXP)/valid/predictions.jsonl: $(EXP)/prompt.pt $(call uses,sample,SAMPLE) | $(STAMP)
-	$(SAMPLE) $(EXP)/data-bin --split valid --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
+	$(GPU_CMD) $(SAMPLE) $(EXP)/data-bin --split valid --prompt $< --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) -o $@
 
 # Inside a cell (EXP=$(SWEEP_DIR)/CELL): its goal.
 sweep-cell: $(EXP)/metrics.json $(EXP)/valid/metrics.json

@@ -107,3 +107,64 @@ def test_make_nproc_runs_pretraining_and_prompt_tuning_under_torchrun(tmp_path):
     for words, tool in zip(launched, ["sp-pretrain", "sp-train"]):
         assert words[1:6] == ["--standalone", "--nproc_per_node", "2", "--no-python", words[5]]
         assert words[5].endswith(tool) and "--update-freq 3" in " ".join(words)
+
+
+STEP_TASK = {"SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4",
+             "SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_NODELIST": "gpu[07-09]", "SLURM_JOB_ID": "4242",
+             "SLURM_STEP_ID": "1", "SLURM_CPUS_PER_TASK": "6"}
+
+
+def test_a_task_of_a_slurm_step_gets_the_place_and_rendezvous_torchrun_would_give(monkeypatch):
+    from speechprompt import distributed
+
+    monkeypatch.setattr(os, "environ", dict(STEP_TASK))
+    threads = torch.get_num_threads()
+    try:
+        assert distributed.world() == distributed.World(rank=3, local_rank=1, size=4)
+        assert torch.get_num_threads() == 6 and os.environ["OMP_NUM_THREADS"] == "6"  # -c 6, as torchrun's default
+    finally:
+        torch.set_num_threads(threads)
+    assert distributed.world() == distributed.World(rank=3, local_rank=1, size=4)  # again: from what it exported
+    exported = {name: os.environ[name] for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    port = 10000 + (4242 * 100 + 1) % 20000
+    assert exported == {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "gpu07",
+                        "MASTER_PORT": str(port)}
+    # every task of the step computes the same rendezvous; the next step of the job another port
+    other = distributed.slurm_environment(dict(STEP_TASK, SLURM_PROCID="0", SLURM_LOCALID="0"))
+    assert (other["MASTER_ADDR"], other["MASTER_PORT"], other["RANK"]) == ("gpu07", str(port), "0")
+    assert distributed.slurm_environment(dict(STEP_TASK, SLURM_STEP_ID="2"))["MASTER_PORT"] != str(port)
+    assert distributed.slurm_environment(STEP_TASK)["OMP_NUM_THREADS"] == "6"  # -c 6: six threads a process
+    no_c = {k: v for k, v in STEP_TASK.items() if k != "SLURM_CPUS_PER_TASK"}
+    assert distributed.slurm_environment(no_c)["OMP_NUM_THREADS"] == "1"  # torchrun's default
+
+
+def test_what_is_set_already_wins_and_a_lone_process_stays_alone(monkeypatch):
+    from speechprompt import distributed
+
+    given = dict(STEP_TASK, MASTER_ADDR="head", MASTER_PORT="29500", OMP_NUM_THREADS="2")
+    assert set(distributed.slurm_environment(given)) == {"RANK", "LOCAL_RANK", "WORLD_SIZE"}
+    # torchrun's variables (torchrun inside an allocation) are the place, not the step's
+    monkeypatch.setattr(os, "environ", dict(STEP_TASK, RANK="5", LOCAL_RANK="0", WORLD_SIZE="8"))
+    assert distributed.world() == distributed.World(rank=5, local_rank=0, size=8)
+    # a batch script is one process, whatever --ntasks its job has: no step variables
+    batch = {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "7",
+             "SLURM_JOB_NODELIST": "n[1-4]"}
+    monkeypatch.setattr(os, "environ", dict(batch))
+    assert distributed.world() == distributed.World() and os.environ == batch
+    # a step of one task: alone too
+    assert distributed.slurm_environment(dict(STEP_TASK, SLURM_STEP_NUM_TASKS="1")) == {}
+
+
+@pytest.mark.parametrize("nodes,first", [("vm", "vm"), ("gpu[07-09,12],cpu1", "gpu07"), ("node001,node002", "node001"),
+                                         ("rack[2-3]-n[05-06]", "rack2-n05"), ("n[10]", "n10")])
+def test_the_rendezvous_host_is_the_first_of_the_slurm_host_list(nodes, first):
+    from speechprompt.distributed import first_host
+
+    assert first_host(nodes) == first
+
+
+def test_a_process_that_sees_one_gpu_uses_it_else_the_gpu_of_its_local_rank():
+    from speechprompt.distributed import gpu_index
+
+    assert [gpu_index(local_rank, 1) for local_rank in range(3)] == [0, 0, 0]  # srun --gpus-per-task 1
+    assert [gpu_index(local_rank, 4) for local_rank in range(4)] == [0, 1, 2, 3]

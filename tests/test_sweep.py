@@ -166,3 +166,14 @@ def test_a_sweep_reruns_its_cells_after_a_module_edit_and_with_a_swapped_sample_
     make(tree, *sweep, f"SAMPLE={wrong}")
     assert [r for r in runs() if r.startswith("train ")] == [f"train {c}/prompt.pt" for c in sorted(cells)]
     assert make(tree, "-q", *sweep, f"SAMPLE={wrong}", check=False).returncode == 0
+
+
+def test_seeds_are_an_axis_of_the_sweep(tree, tmp_path):
+    """`SWEEP='LR=... SEED=1,2,3'`: each seed a cell of its own, trained with that seed on the shared data and
+    uLM (which keep the experiment's seed), and tabulated as one row a setting by sp-sweep."""
+    out = relative(make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", "sweep", "SWEEP=LR=3e-2 SEED=1,2,3").stdout)
+    assert out.count(".venv/bin/sp-pretrain ") == 1 and out.count(" --seed 1 ") >= 1
+    trains = [line for line in out.splitlines() if line.startswith(".venv/bin/sp-train ")]
+    assert sorted(line.split(" --seed ")[1].split()[0] for line in trains) == ["1", "2", "3"]
+    assert all(f"{tmp_path}/exp/sweep/LR=3e-2,SEED=" in line for line in trains)
+    assert out.splitlines()[-1].count("/exp/sweep/LR=3e-2,SEED=") == 3

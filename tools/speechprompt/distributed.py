@@ -1,21 +1,27 @@
-"""Training on several processes: torchrun starts them; sp-train's loop (`join`) or fairseq's distributed
-training (sp-pretrain) joins them.
+"""Training on several processes: torchrun or SLURM starts them; sp-train's loop (`join`) or fairseq's
+distributed training (sp-pretrain) joins them.
 
     torchrun --nproc_per_node N --no-python sp-pretrain DATA --save-dir ULM ...
     torchrun --nproc_per_node N --no-python sp-train DATA --base ULM/checkpoint_best.pt -o prompt.pt ...
+    srun --ntasks N --gpus-per-task 1 sp-pretrain DATA --save-dir ULM ...  # one SLURM step, on one node or several
 
-torchrun gives every process RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; the
-process group is initialised from them (`env://`), with NCCL between GPUs (one GPU a process:
-`cuda:LOCAL_RANK`) and gloo between CPU processes. Each process reads its own share of every
-epoch's batches, so a batch option (`--max-tokens`, `--batch-size`) is per process and one
-update sees processes x update-freq of them: the effective batch. The same batches make the same
-updates with N processes and update-freq U as with 1 process and update-freq N x U.
+torchrun gives every process RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT. A task of a
+SLURM step of several tasks has none of them: `world()` derives them from the step (SLURM_PROCID,
+SLURM_LOCALID, SLURM_STEP_NUM_TASKS, the step's first node and a port of the job and step) and
+exports them, so the process is placed as torchrun would place it. The process group is initialised
+from them (`env://`), with NCCL between GPUs (one GPU a process: `cuda:LOCAL_RANK`, or the one GPU
+that SLURM's `--gpus-per-task 1` leaves the process) and gloo between CPU processes. Each process
+reads its own share of every epoch's batches, so a batch option (`--max-tokens`, `--batch-size`) is
+per process and one update sees processes x update-freq of them: the effective batch. The same
+batches make the same updates with N processes and update-freq U as with 1 process and update-freq
+N x U.
 Only the process of rank 0 writes outputs.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import torch
 
@@ -32,17 +38,55 @@ class World:
 
 
 def world() -> World:
-    """This process's place among torchrun's processes; a lone process is rank 0 of 1."""
+    """This process's place among torchrun's processes, or among the tasks of a SLURM step (whose
+    torchrun variables it then exports, see slurm_environment); a lone process is rank 0 of 1."""
+    if "RANK" not in os.environ:
+        derived = slurm_environment(os.environ)
+        os.environ.update(derived)
+        if "OMP_NUM_THREADS" in derived:  # torchrun's default: no process takes every core
+            torch.set_num_threads(int(derived["OMP_NUM_THREADS"]))
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
                  int(os.environ.get("WORLD_SIZE", 1)))
 
 
+def slurm_environment(env) -> dict[str, str]:
+    """torchrun's variables for a task of a SLURM step of several tasks (`srun --ntasks N`); none otherwise.
+
+    The step's own variables only: a batch script has SLURM_PROCID and SLURM_NTASKS of its job too,
+    but it is one process, not one of a step's tasks. The rendezvous is on the step's first node, at a
+    port that every task computes alike from the job and step ids (10000-29999, below Linux's
+    ephemeral ports); MASTER_ADDR, MASTER_PORT and OMP_NUM_THREADS already set are kept.
+    """
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS", 1))
+    if tasks <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "localhost"
+    job, step = int(env.get("SLURM_JOB_ID", 0)), int(env.get("SLURM_STEP_ID", 0))
+    derived = {"RANK": env["SLURM_PROCID"], "LOCAL_RANK": env.get("SLURM_LOCALID", "0"), "WORLD_SIZE": str(tasks),
+               "MASTER_ADDR": first_host(nodes), "MASTER_PORT": str(10000 + (job * 100 + step) % 20000),
+               "OMP_NUM_THREADS": env.get("SLURM_CPUS_PER_TASK", "1")}
+    return {name: value for name, value in derived.items() if name not in env}
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM host list: `gpu[07-09,12],cpu1` -> `gpu07` (what `scontrol show hostnames`
+    prints first, without scontrol)."""
+    first = re.match(r"([^,[]|\[[^]]*\])+", nodelist).group(0)
+    return re.sub(r"\[([^],-]*)[^]]*\]", r"\1", first)
+
+
 def process_device(device: torch.device, here: World) -> torch.device:
-    """Under torchrun, `cuda` means this process's GPU, `cuda:LOCAL_RANK`."""
+    """Among several processes, `cuda` means this process's GPU: `cuda:LOCAL_RANK`, or the only GPU the
+    process sees (SLURM's `--gpus-per-task 1` shows each task its own GPU alone, as cuda:0)."""
     if here.size > 1 and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", here.local_rank)
+        device = torch.device("cuda", gpu_index(here.local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
     return device
+
+
+def gpu_index(local_rank: int, visible: int) -> int:
+    """The GPU of the process of this local rank, when it sees `visible` GPUs."""
+    return 0 if visible == 1 else local_rank
 
 
 def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> list[str]:
@@ -67,7 +111,8 @@ def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> lis
 
 
 def join(device: torch.device, here: World) -> None:
-    """Join torchrun's other processes (`env://`): NCCL between GPUs, gloo between CPU processes."""
+    """Join the other processes, torchrun's or the SLURM step's (`env://`): NCCL between GPUs, gloo between CPU
+    processes."""
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
                                          rank=here.rank, world_size=here.size)
 
