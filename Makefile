@@ -5,6 +5,7 @@
 #   make bench            print the benchmarks (ratios measured side by side)
 #   make gpu-check        the GPU check, one line per item (tests/gpu_check.sh; GPU parts skipped without CUDA)
 #   make TASK=SCR predict run a whole experiment (see README.md)
+#   make TASK=SCR export  its model bundle, exp/SCR/bundle.tar, for sp-classify (see docs/classify.md)
 #   make TASK=SCR sweep SWEEP='LR=3e-2,1e-2 PROMPT_LEN=5,10'  tune prompts on a grid, pick by valid
 # The recipe needs GNU Make 4.3 or newer (grouped targets, `&:`): an older one stops here, in one line.
 MAKE_MAJOR := $(word 1,$(subst ., ,$(MAKE_VERSION)))

@@ -110,8 +110,9 @@ SAMPLE ?= $(SP)sample
 SCORE ?= $(SP)score
 BASELINE ?= $(SP)baseline
 SWEEP_TABLE ?= $(SP)sweep
+EXPORT ?= $(SP)export
 COMMANDS := SYNTH MANIFEST KMEANS_FIT QUANTIZE DEDUP LMDATA VERBALIZE BINARIZE PRETRAIN TRAIN SAMPLE SCORE BASELINE \
-            SWEEP_TABLE
+            SWEEP_TABLE EXPORT
 VAR := $(EXP)/.var
 SPLITS := train valid test
 .SECONDARY:  # keep every intermediate file: each stage's output is part of the experiment
@@ -262,10 +263,29 @@ $(EXP)/summary.txt: $(SCORES)
 	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m"; done > $@.tmp && mv $@.tmp $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
+# ------------------------------------------------------------ 9: the model bundle
+# `make TASK=X export`: the prompt with every part that labels new audio as the chain labelled the
+# test split (sp-classify; docs/classify.md): the encoder and its options, the k-means, the crop, the
+# uLM and its dict, the verbalizer, the test metrics. Parts fetched by ASSETS are named, not copied.
+ifneq ($(filter export,$(MAKECMDGOALS)),)
+ifneq ($(UNITS),)
+$(error export: with UNITS= the units were made outside the chain, so a bundle cannot make them from audio; export an experiment run from audio)
+endif
+ifneq ($(QUANTIZE) $(DEDUP) $(LMDATA),$(SP)quantize $(SP)dedup $(SP)lmdata)
+$(error export: a bundle makes units as sp-quantize, sp-dedup and sp-lmdata do; QUANTIZE, DEDUP or LMDATA is a command of your own)
+endif
+endif
+$(EXP)/bundle/bundle.json $(EXP)/bundle.tar &: $(EXP)/prompt.pt $(EXP)/verbalizer.json $(EXP)/metrics.json $(KM) $(ULM_CKPT) \
+    $(BIN_DICT) $(HUBERT) $(call uses,export,EXPORT) $(call var,ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE MAX_UNITS CROP ASSETS) | $(STAMP)
+	$(strip $(EXPORT) $(QUANTIZE_ARGS) --kmeans $(KM) --prompt $(EXP)/prompt.pt --base $(ULM_CKPT) $(if $(DICT),--base-dict $(DICT)) \
+	  --verbalizer $(EXP)/verbalizer.json $(CROP_ARGS) --metrics $(EXP)/metrics.json --name $(TASK) \
+	  $(addprefix --assets ,$(ASSETS)) -o $(EXP)/bundle --tar $(EXP)/bundle.tar)
+
 predict: $(EXP)/summary.txt
+export: $(EXP)/bundle.tar
 ulm: $(ULM_CKPT)
 units: $(foreach s,$(SPLITS),$(EXP)/units/$s.tsv)
 
-.PHONY: predict ulm units
+.PHONY: predict export ulm units
 
 include mk/sweep.mk

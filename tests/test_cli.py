@@ -61,7 +61,8 @@ def test_every_tool_refuses_a_gpu_that_is_not_there_with_one_line(tmp_path):
     out = tmp_path / "out"
     args = {"sp-kmeans": [empty, "-o", out], "sp-quantize": [empty, "--kmeans", empty, "-o", out],
             "sp-pretrain": [tmp_path, "--save-dir", out], "sp-train": [tmp_path, "--base", empty, "-o", out],
-            "sp-sample": [tmp_path, "--prompt", empty, "-o", out], "sp-baseline": [empty, empty, "-o", out]}
+            "sp-sample": [tmp_path, "--prompt", empty, "-o", out], "sp-baseline": [empty, empty, "-o", out],
+            "sp-classify": [empty, empty, "-o", out]}
     assert sorted(args) == device_tools()
     for tool, tool_args in args.items():
         result = sp(tool.removeprefix("sp-"), *tool_args, "--device", "cuda:0", check=False)

@@ -155,6 +155,19 @@ def test_prompt_tuning_and_decoding_on_cuda(tmp_path, toy):
     assert np.mean([a["prediction"] == b["prediction"] for a, b in zip(in_bf16, on_cpu)]) >= 0.9
 
 
+# --------------------------------------------------------------------- classify
+def test_classify_on_cuda_gives_the_chain_labels_of_the_cpu(tmp_path):
+    from classify_fixtures import run_chain
+
+    chain = run_chain(tmp_path)  # the chain on the CPU, exported
+    for device in ("cuda", "cuda:0"):
+        out = sp("classify", chain.tar, chain.manifests["test"], "--device", device).stdout
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert [r["id"] for r in rows] == list(chain.predictions), device
+        assert [r["label"] for r in rows] == [p["prediction"] for p in chain.predictions.values()], device
+        assert max(abs(r["score"] - chain.predictions[r["id"]]["score"]) for r in rows) < 1e-3, device
+
+
 # --------------------------------------------------------------------- baseline
 def test_ulm_states_probe_on_cuda_matches_the_cpu(tmp_path):
     from prompt_fixtures import make_lm, toy_rows

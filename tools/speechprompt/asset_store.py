@@ -287,9 +287,10 @@ class Store:
             lock = Lock(self.root)
             for url in bundle.downloads(keys):
                 self._ensure(bundle, url, lock, wanted.get(url))
-        return {key: self._find(bundle, key) for key in keys}
+        return {key: self.find(bundle, key) for key in keys}
 
-    def _find(self, bundle: Bundle, key: str) -> str:
+    def find(self, bundle: Bundle, key: str) -> str:
+        """The local path of files[key], already fetched; one line if the cache lacks it."""
         path = self.cached(bundle, key)
         if os.path.isfile(path):
             return path

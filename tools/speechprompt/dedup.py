@@ -4,18 +4,8 @@
 """
 import click
 
-from .io import Skipper, Units, atomic_output, command, input_argument, output_option, read_units, skip_bad_option
-
-
-def dedup(record: Units) -> Units:
-    units = record.units
-    starts = [i for i in range(len(units)) if i == 0 or units[i] != units[i - 1]]
-    runs = list(zip(starts, starts[1:] + [len(units)]))
-    if record.durations:  # already merged once: run lengths add up
-        durations = [sum(record.durations[a:b]) for a, b in runs]
-    else:
-        durations = [b - a for a, b in runs]
-    return Units(record.id, [units[i] for i in starts], record.label, durations, record.where)
+from .io import Skipper, atomic_output, command, input_argument, output_option, read_units, skip_bad_option
+from .units import dedup
 
 
 @command("Merge consecutive duplicate units of a units table (TSV or GSLM name|units|label).")

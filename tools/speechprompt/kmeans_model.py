@@ -187,6 +187,21 @@ def load_kmeans(path: str) -> tuple[np.ndarray, dict | None]:
     return np.asarray(centers, dtype=np.float32), spec if isinstance(spec, dict) else None
 
 
+def check_encoder(centers: np.ndarray, fitted_on: dict | None, encoder, path: str, rate: float | None = None) -> None:
+    """Refuse, in one line, a k-means whose centres were not fitted on `encoder`'s features: another
+    feature size, another frame rate (the one the file records, else `rate`: sp-quantize's
+    --kmeans-rate), another spec. sp-quantize, sp-export and sp-classify check alike."""
+    if centers.shape[1] != encoder.dim:
+        raise BadInput(f"{centers.shape[1]}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
+                       "features (fit with the same encoder)", path)
+    rate = (fitted_on or {}).get("hop", rate)
+    if rate is not None and abs(float(rate) - encoder.hop) > 1e-6:
+        raise BadInput(f"refused: a k-means of {float(rate):g}-frame/s features, but the {encoder.name} encoder gives "
+                       f"{encoder.hop:g} frames/s (an encoder and quantizer of different frame rates)", path)
+    if fitted_on is not None and fitted_on != encoder.spec():
+        raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", path)
+
+
 class Quantizer:
     """Nearest centre by squared distance, vectorised in torch on the features' device."""
 

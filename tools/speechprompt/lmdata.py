@@ -13,17 +13,7 @@ import click
 
 from .io import (BadInput, LMLine, Skipper, atomic_output, command, input_argument, log,
                  output_option, read_units, skip_bad_option)
-
-CROPS = ("head", "center", "tail")
-
-
-def crop(units: list, max_units: int, keep: str = "center") -> list:
-    """At most `max_units` consecutive units: the first, the middle or the last ones."""
-    extra = len(units) - max_units
-    if extra <= 0:
-        return units
-    start = {"head": 0, "center": extra // 2, "tail": extra}[keep]
-    return units[start:start + max_units]
+from .units import CROPS, crop
 
 
 @command("Write LM data `id<TAB>units <s> label` (or `id<TAB>units` with --no-label) from a units table.")

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from .encoders import EncoderOptionError, encoder_from_options, encoder_options
 from .encoders.stream import encode
-from .io import (BadInput, Skipper, Units, atomic_output, command, input_argument, log, output_option,
+from .io import (Skipper, Units, atomic_output, command, input_argument, log, output_option,
                  pick_device, read_manifest, runtime_options, skip_bad_option, usage_errors)
-from .kmeans_model import Quantizer, load_kmeans
+from .kmeans_model import Quantizer, check_encoder, load_kmeans
 
 
 def shard(items: list, index: int, count: int) -> list:
@@ -52,16 +52,8 @@ def main(input, output, kmeans_path, kmeans_rate, batch_seconds, batch_size, dev
     centers, fitted_on = load_kmeans(kmeans_path)
     with usage_errors(EncoderOptionError):
         encoder = encoder_from_options(options, device)
+    check_encoder(centers, fitted_on, encoder, kmeans_path, kmeans_rate)
     quantizer = Quantizer(centers, device)
-    if quantizer.dim != encoder.dim:
-        raise BadInput(f"{quantizer.dim}-dim centres, but the {encoder.name} encoder gives {encoder.dim}-dim "
-                       "features (fit with the same encoder)", kmeans_path)
-    rate = (fitted_on or {}).get("hop", kmeans_rate)
-    if rate is not None and abs(float(rate) - encoder.hop) > 1e-6:
-        raise BadInput(f"refused: a k-means of {float(rate):g}-frame/s features, but the {encoder.name} encoder gives "
-                       f"{encoder.hop:g} frames/s (an encoder and quantizer of different frame rates)", kmeans_path)
-    if fitted_on is not None and fitted_on != encoder.spec():
-        raise BadInput(f"fitted on {fitted_on}, but this run's encoder is {encoder.spec()}", kmeans_path)
     written = 0
     with atomic_output(output) as out:
         bar = tqdm(total=len(utterances), desc="sp-quantize", unit="utt", disable=None)

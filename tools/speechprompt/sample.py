@@ -19,12 +19,9 @@ Output, one JSON object a line, in the order of `DIR/SPLIT.id`:
 import sys
 
 import click
-import torch
 
-from .checkpoints import json_identity
 from .io import (BadInput, Prediction, Skipper, atomic_output, command, log, output_option, pick_device,
                  runtime_options, skip_bad_option)
-from .precision import autocast
 
 
 @command("Decode the label after <s> for each sentence of a data-bin split; write predictions JSONL keyed by id.")
@@ -47,8 +44,9 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
     from tqdm import tqdm
 
     from .databin import read_split
-    from .prompting.decoding import Decoder, check_length, collate_prefixes, load_prompt, token_batches
     from .prompting.data import check_units_known
+    from .prompting.decoding import (Decoder, check_length, load_prompt, score_batches, sentence_prefix,
+                                     verbalizer_decoder)
     from .prompting.labels import label_tokens
 
     device = pick_device(device, precision, threads)
@@ -74,14 +72,10 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
                 raise BadInput(f"expected one <s> in 'units <s> label', found {found}", where)
             units, gold = parts
             check_length(len(units), longest_label, positions, where)
-            items.append((i, torch.cat([seq.new_tensor([vocab.eos]), units, seq.new_tensor([vocab.bos])]), gold))
+            items.append((i, sentence_prefix(units, vocab), gold))
     results, ids = {}, split_data.ids
-    with torch.inference_mode(), autocast(device, precision), \
-            tqdm(total=len(items), desc="decode", unit="utt", file=sys.stderr) as bar:
-        for batch in token_batches(items, decoder.extra_tokens, batch_size, max_tokens):
-            lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
-            prefix = collate_prefixes([p for _, p, _ in batch], vocab.pad).to(device)
-            probs = decoder.score(prefix, lengths).softmax(-1).cpu()
+    with tqdm(total=len(items), desc="decode", unit="utt", file=sys.stderr) as bar:
+        for batch, probs in score_batches(decoder, items, batch_size, max_tokens, device, precision):
             for row, (i, p, gold) in enumerate(batch):
                 label = to_label(vocab.string(gold).split()) if len(gold) else None
                 results[i] = Prediction.best(ids[i], vocab.string(p[1:-1]), label, names, probs[row].tolist())
@@ -93,27 +87,3 @@ def main(data, prompt_path, split, verbalizer, base, base_dict, output, batch_si
     how = "one pass" if decoder.one_pass else f"candidate scoring on a KV cache, {decoder.extra_tokens} trie tokens"
     log(f"decoded {len(results)} sentences ({how}, {len(candidates)} candidates)")
 
-
-def verbalizer_decoder(path: str, ckpt: dict, candidates: list[str]):
-    """tokens -> label by the verbalizer at `path`, which must be the one the prompt was trained with.
-
-    A different map would turn truth and prediction alike into `<unk>` (or into
-    other labels) and score them as agreeing, so it is refused: by identity when
-    sp-train recorded one (`--verbalizer`), and always when a train label has no
-    value under it.
-    """
-    from .verbalizer import load_verbalizer
-
-    recorded = (ckpt.get("verbalizer") or {}).get("sha256")
-    if recorded and json_identity(path) != recorded:
-        raise BadInput(f"refused: not the verbalizer the prompt was trained with "
-                       f"({ckpt['verbalizer']['path']}; sha256 differs)", path)
-    try:
-        vb = load_verbalizer(path)
-    except (ValueError, KeyError, TypeError) as error:
-        raise BadInput(f"not a verbalizer: {error}", path) from None
-    unknown = sorted({word for c in candidates for word in vb.words(c.split())} - set(vb.inverse))
-    if unknown:
-        raise BadInput(f"refused: the prompt's train labels use tokens {unknown[:5]} this verbalizer maps to no "
-                       f"label (trained with another verbalizer?)", path)
-    return lambda tokens: vb.decode(tokens, default="<unk>")

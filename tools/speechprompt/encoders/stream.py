@@ -1,7 +1,7 @@
 """Streaming a manifest through an encoder: batches of similar length, in manifest order, bounded memory."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,13 +27,17 @@ def batches(lengths: list[int], max_samples: int | None, max_items: int | None) 
 
 def encode(utterances: Iterable[Utterance], encoder: Encoder, skipper: Skipper,
            batch_seconds: float = 60.0, batch_size: int | None = None,
-           window_batches: int = 16) -> Iterator[tuple[Utterance, torch.Tensor | None]]:
+           window_batches: int = 16, load: Callable[[Utterance, int], np.ndarray] | None = None
+           ) -> Iterator[tuple[Utterance, torch.Tensor | None]]:
     """Yield (utterance, [T, dim] features) in input order; (utterance, None) for a skipped one.
 
     Audio is read a window at a time (about `window_batches` batches), sorted
     by length inside the window so batches pad little, and encoded; only the
-    window's audio and one batch's features are held in memory.
+    window's audio and one batch's features are held in memory. `load(utterance,
+    rate)` reads one utterance's wave (default `audio.load`; sp-classify's
+    Python API hands arrays in this way).
     """
+    load = load or audio.load
     max_samples = int(batch_seconds * encoder.sample_rate)
     window_samples = max_samples * window_batches
     window_items = batch_size * window_batches if batch_size else None
@@ -42,7 +46,7 @@ def encode(utterances: Iterable[Utterance], encoder: Encoder, skipper: Skipper,
     for utt in utterances:
         wave = None
         with skipper.guard():
-            wave = audio.load(utt, encoder.sample_rate)
+            wave = load(utt, encoder.sample_rate)
         window.append((utt, wave))
         held += 0 if wave is None else len(wave)
         if held >= window_samples or (window_items and len(window) >= window_items):

@@ -18,8 +18,9 @@ import os
 
 import torch
 
-from ..checkpoints import load_checkpoint
+from ..checkpoints import json_identity, load_checkpoint
 from ..io import BadInput
+from ..precision import autocast
 from .labels import LabelTrie
 
 PROMPT_KEYS = {"prompt", "config", "labels", "base"}
@@ -163,6 +164,49 @@ def token_batches(items: list, extra: int, batch_size: int, max_tokens: int):
         longest = max(longest, len(item[1]))
     if batch:
         yield batch
+
+
+def sentence_prefix(units: torch.Tensor, vocab) -> torch.Tensor:
+    """`</s> units <s>`: what the uLM reads before the label (a sentence starts after `</s>`, as fairseq's)."""
+    return torch.cat([units.new_tensor([vocab.eos]), units, units.new_tensor([vocab.bos])])
+
+
+def score_batches(decoder: Decoder, items: list, batch_size: int, max_tokens: int, device, precision: str = "fp32"):
+    """Yield (batch, probabilities) for items (i, prefix, gold) in `token_batches`: a probability per
+    candidate, batch size x candidates, on the CPU. sp-sample and sp-classify decode through this one
+    function, so the same sentences give the same batches and the same numbers."""
+    pad = decoder.model.base.vocab.pad
+    for batch in token_batches(items, decoder.extra_tokens, batch_size, max_tokens):
+        with torch.inference_mode(), autocast(device, precision):  # per batch: no mode left on between yields
+            lengths = torch.tensor([len(p) for _, p, _ in batch], device=device)
+            prefix = collate_prefixes([p for _, p, _ in batch], pad).to(device)
+            probs = decoder.score(prefix, lengths).softmax(-1).cpu()
+        yield batch, probs
+
+
+def verbalizer_decoder(path: str, ckpt: dict, candidates: list[str]):
+    """tokens -> label by the verbalizer at `path`, which must be the one the prompt was trained with.
+
+    A different map would turn truth and prediction alike into `<unk>` (or into
+    other labels) and score them as agreeing, so it is refused: by identity when
+    sp-train recorded one (`--verbalizer`), and always when a train label has no
+    value under it.
+    """
+    from ..verbalizer import load_verbalizer
+
+    recorded = (ckpt.get("verbalizer") or {}).get("sha256")
+    if recorded and json_identity(path) != recorded:
+        raise BadInput(f"refused: not the verbalizer the prompt was trained with "
+                       f"({ckpt['verbalizer']['path']}; sha256 differs)", path)
+    try:
+        vb = load_verbalizer(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadInput(f"not a verbalizer: {error}", path) from None
+    unknown = sorted({word for c in candidates for word in vb.words(c.split())} - set(vb.inverse))
+    if unknown:
+        raise BadInput(f"refused: the prompt's train labels use tokens {unknown[:5]} this verbalizer maps to no "
+                       f"label (trained with another verbalizer?)", path)
+    return lambda tokens: vb.decode(tokens, default="<unk>")
 
 
 def collate_prefixes(prefixes: list[torch.Tensor], pad: int) -> torch.Tensor:
