@@ -772,6 +772,7 @@ FULL_DISK = {
                                   "--threads", 1], d / "ulm", 262144),
     "synth": lambda k, t, d: (["--speakers", 4, "--noise-seconds", 1, d / "corpus"], d / "corpus", 65536),
     "score": lambda k, t, d: ([many_predictions(t), "-o", d / "metrics.json"], d / "metrics.json", 4096),
+    "sample": lambda k, t, d: ([k.data, "--prompt", k.prompt, "--device", "cpu", "-o", d / "p.jsonl"], d / "p.jsonl", 0),
     # metrics.json (on a disk with room) and the picture (on the full one): neither may appear
     "score --confusion": lambda k, t, d: ([many_predictions(t), "-o", t / "metrics.json", "--confusion",
                                            d / "confusion.png"], t / "metrics.json", 4096),
