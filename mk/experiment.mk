@@ -20,6 +20,15 @@ BLANK_PATHS := $(strip $(foreach v,EXP DATA UNITS,$(if $(call has_blank,$($v)),$
 ifneq ($(BLANK_PATHS),)
 $(error $(firstword $(BLANK_PATHS)) holds a space, tab or newline, which Make cannot take in a path: give a path without (a symbolic link to it will do))
 endif
+# One make at a time on an experiment: EXP/.lock is held for the whole run of this make (a dry run, -n or
+# -q, takes none), so a second make on the same EXP stops here in one line naming the first; the lock of
+# a make that died is free. A sweep cell's make has its own EXP, so its own lock.
+ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS))),)
+EXP_LOCK := $(shell $(PYTHON) tools/speechprompt/locks.py hold $(EXP)/.lock --pid $$PPID --what $(EXP) 2>&1)
+ifneq ($(EXP_LOCK),)
+$(error $(EXP_LOCK))
+endif
+endif
 ENCODER ?= logmel
 # Kaldi's front end on the log-mel encoder (add-deltas, per-utterance CMVN, 50 frames/s): far better units.
 LOGMEL_OPTS ?= --deltas --cmvn --subsample 2
@@ -122,7 +131,7 @@ SPLITS := train valid test
 # makefile first, dry runs too).
 include $(EXP)/.deps.mk
 $(EXP)/.deps.mk: mk/deps.py tools/pyproject.toml $(T) $(filter-out %/__pycache__/,$(wildcard $(T)/*/)) $(wildcard $(T)/*.py $(T)/*/*.py) | $(STAMP)
-	@mkdir -p $(@D) && $(BIN)/python mk/deps.py tools/pyproject.toml > $@
+	@mkdir -p $(@D) && $(BIN)/python mk/deps.py tools/pyproject.toml > $@.$$$$.tmp && mv $@.$$$$.tmp $@
 # A stage's prerequisites: its tools' modules and the variables of its commands.
 uses = $(sort $(foreach t,$1,$(DEPS.$t))) $(call var,$2)
 
@@ -143,7 +152,7 @@ TRACKED := DATA UNITS ASSETS ENCODER LOGMEL_OPTS HUBERT LAYER KMEANS KMEANS_RATE
 quote = '$(subst ','\'',$(strip $1))'
 CHANGED := $(foreach v,$(TRACKED),$(shell [ "$$(cat $(VAR)/$v 2>/dev/null)" = $(call quote,$($v)) ] || echo $v))
 ifeq ($(findstring n,$(firstword -$(MAKEFLAGS)))$(findstring q,$(firstword -$(MAKEFLAGS)))$(ASSETS_PENDING),)
-$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' $(call quote,$($v)) > $(VAR)/$v))
+$(foreach v,$(CHANGED),$(shell mkdir -p $(VAR) && printf '%s\n' $(call quote,$($v)) > $(VAR)/.$v.tmp && mv $(VAR)/.$v.tmp $(VAR)/$v))
 else
 DIRTY := $(CHANGED)
 endif
@@ -226,7 +235,7 @@ $(EXP)/lm/%.lm: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_UNI
 # The uLM's dictionary: DICT (GSLM's dict.txt for a real uLM), else `0 1` ... `K-1 1`, the same form.
 BIN_DICT := $(or $(DICT),$(EXP)/dict.txt)
 $(EXP)/dict.txt: $(call var,K)
-	seq 0 $$(( $(K) - 1 )) | sed 's/$$/ 1/' > $@
+	seq 0 $$(( $(K) - 1 )) | sed 's/$$/ 1/' > $@.tmp && mv $@.tmp $@
 
 # The linear verbalizer learns its own map: labels become class indices (`learnable`).
 LINEAR := $(filter 1 yes true,$(LINEAR_VERBALIZER))
@@ -250,7 +259,7 @@ $(EXP)/ulm/text.%: $(EXP)/units/%.tsv $(call uses,lmdata,LMDATA) $(call var,MAX_
 $(EXP)/ulm/data-bin/train.id: $(EXP)/ulm/text.train $(EXP)/ulm/text.valid $(BIN_DICT) $(call uses,binarize,BINARIZE) | $(STAMP)
 	$(BINARIZE) --dict $(BIN_DICT) --out $(@D) train=$(EXP)/ulm/text.train valid=$(EXP)/ulm/text.valid
 $(ULM_CKPT): $(EXP)/ulm/data-bin/train.id $(call uses,pretrain,PRETRAIN) $(call var,ULM_ARCH BACKBONE ULM_SIZE ULM_EPOCHS SEED NPROC UPDATE_FREQ) | $(STAMP)
-	$(LAUNCH) $(PRETRAIN) $(<D) $(if $(filter-out transformer_lm,$(PRETRAIN_ARCH)),--arch $(PRETRAIN_ARCH) )--size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --save-dir $(@D)
+	$(LAUNCH) $(PRETRAIN) $(<D) $(if $(filter-out transformer_lm,$(PRETRAIN_ARCH)),--arch $(PRETRAIN_ARCH) )--size $(ULM_SIZE) --max-epoch $(ULM_EPOCHS) --update-freq $(UPDATE_FREQ) --seed $(SEED) --device $(DEVICE) --if-settings-differ restart --save-dir $(@D)
 endif
 
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
@@ -284,7 +293,7 @@ SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)
 HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; \
             print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))
 $(EXP)/summary.txt: $(SCORES)
-	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m$$([ $$m = $(EXP)/metrics.json ] && echo '  backbone=$(BACKBONE)')"; done > $@
+	for m in $^; do echo "$(TASK) test $$($(BIN)/python -c '$(HEADLINE)' $$m)  $$m$$([ $$m = $(EXP)/metrics.json ] && echo '  backbone=$(BACKBONE)')"; done > $@.tmp && mv $@.tmp $@
 	@cat $@; echo "predictions: $(EXP)/predictions.jsonl  metrics: $(EXP)/metrics.json  confusion: $(EXP)/confusion.png"
 
 # ------------------------------------------------------------ 9: the model bundle

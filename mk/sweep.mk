@@ -43,7 +43,7 @@ $(SWEEP_DIR)/%/valid/metrics.json: $(EXP)/data-bin/test.id $(EXP)/verbalizer.jso
 SWEEP_LIST := $(SWEEP_DIR)/cells.txt
 SWEEP_LISTED := $(shell cat $(SWEEP_LIST) 2>/dev/null)
 $(SWEEP_LIST): $(if $(filter-out $(SWEEP_LISTED),$(SWEEP_CELLS))$(filter-out $(SWEEP_CELLS),$(SWEEP_LISTED)),FORCE)
-	mkdir -p $(@D) && printf '%s\n' $(SWEEP_CELLS) > $@
+	mkdir -p $(@D) && printf '%s\n' $(SWEEP_CELLS) > $@.tmp && mv $@.tmp $@
 
 $(EXP)/sweep.tsv: $(SWEEP_LIST) $(foreach c,$(SWEEP_CELLS),$(SWEEP_DIR)/$c/valid/metrics.json) \
     $(call uses,sweep,SWEEP_TABLE) | $(STAMP)

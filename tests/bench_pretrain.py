@@ -5,7 +5,8 @@ size on real unit batches, and its time ratio to a bare forward+backward of the 
 the same batch, the two timed alternately in one run; with torch's default threads, then with
 one thread (on a CPU shared with other jobs, one thread can be much faster).
 With BENCH_DEVICE=cuda (tests/gpu_check.sh), the same on the GPU for GSLM's size (`big`), in fp32 then
-under bf16 autocast (sp-pretrain --precision bf16), instead of the thread counts.
+in bf16 (sp-pretrain --precision bf16: fairseq's --bf16, the model in bf16 with fp32 master weights),
+instead of the thread counts.
 
     .venv/bin/python tests/bench_pretrain.py [--size small] [--steps 8]
 """
@@ -44,14 +45,13 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=16384 if on_gpu else 4096)
     options_ = parser.parse_args()
     logging.disable(logging.WARNING)
-    from fairseq import options, tasks
+    from fairseq import tasks
     from fairseq.data import Dictionary
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq import utils
     from fairseq.trainer import Trainer
 
     from speechprompt.binarize import write_split
-    from speechprompt.precision import fairseq_autocast
+    from speechprompt.fairseq_run import config
     from speechprompt.pretrain import fairseq_argv
 
     torch.manual_seed(0)
@@ -66,11 +66,11 @@ def main():
         for precision in ("fp32", "bf16") if on_gpu else ("fp32",):
             argv = fairseq_argv(data, data, options_.size, None, 100, options_.max_tokens, 1, 0, 3, 1,
                                 device, precision, 0.1, None, 50)
-            cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+            cfg = config(argv)
             task = tasks.setup_task(cfg.task)
             task.load_dataset("train")
             model, criterion = task.build_model(cfg.model), task.build_criterion(cfg.criterion)
-            trainer = Trainer(cfg, task, model, criterion)
+            trainer = Trainer(cfg, task, model, criterion)  # in bf16, it casts the model (and so `model`)
             batches = task.get_batch_iterator(task.dataset("train"), max_tokens=options_.max_tokens, seed=1,
                                               required_batch_size_multiple=8).next_epoch_itr(shuffle=False)
             sample = max(batches, key=lambda s: s["ntokens"])  # the fullest batch
@@ -79,13 +79,11 @@ def main():
             def bare():
                 model.train()
                 model.zero_grad()
-                with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-                    loss, _, _ = criterion(model, on_device)
+                loss, _, _ = criterion(model, on_device)
                 loss.backward()
 
             def step():
-                with fairseq_autocast(precision):
-                    trainer.train_step([sample])
+                trainer.train_step([sample])
 
             def timed(fn):
                 start = time.perf_counter()

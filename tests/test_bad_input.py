@@ -342,6 +342,125 @@ def _(k, t, out):
                       "--device", "cpu"], 1, "refused: the prompt's train labels use tokens ['1', '2', '3']"
 
 
+# Issue 27: non-finite audio, labels spelled like uLM symbols, files cut short
+def float_wav(t, name, value):
+    """A float WAV whose sample 123 is NaN or infinite (integer PCM cannot hold one)."""
+    wave = (0.1 * np.sin(np.arange(RATE // 4) / 7.0)).astype(np.float32)
+    wave[123] = value
+    path = t / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, RATE, subtype="FLOAT")
+    return path
+
+
+NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "minus-inf": float("-inf")}
+for _tool in ("quantize", "kmeans", "baseline", "manifest"):
+    for _name, _value in NON_FINITE.items():
+        @case(f"audio-{_name}-{_tool}")
+        def _(k, t, out, tool=_tool, value=_value):
+            wav = float_wav(t, "bad.wav", value)
+            manifest = write(t / "in" / "m.tsv", f"a\t{wav}\t0\t{RATE // 4}\tyes\n")
+            args = {"quantize": [manifest, "--kmeans", k.km], "kmeans": [manifest, "-k", 2],
+                    "baseline": ["--features", "logmel-stats", k.manifest, manifest],
+                    "manifest": ["table", write(t / "in" / "table.csv", f"path,label,split\n{wav},yes,train\n"),
+                                 "--split", "train"]}[tool]
+            return tool, [*args, "-o", out], 1, f"audio {wav} has a non-finite sample ({value}) at sample 123"
+
+
+@case("audio-nan-quantize-skip-bad-counted")
+def _(k, t, out):
+    wav = float_wav(t, "bad.wav", float("nan"))
+    manifest = write(t / "in" / "m.tsv", f"a\t{k.wav}\t0\t4000\tyes\nb\t{wav}\t0\t{RATE // 4}\tno\n")
+    return "quantize", [manifest, "--kmeans", k.km, "--skip-bad", "-o", out], 0, "skipped 1 bad utterances"
+
+
+SPECIAL_LABELS = {  # where a label enters, and the symbol it is spelled as
+    "manifest": lambda k, t: ("<unk>", ["table", write(t / "in" / "table.csv",
+                                                        f"path,label,split\n{k.wav},<unk>,train\n"), "--split", "train"]),
+    "quantize": lambda k, t: ("<unk>", [write(t / "in" / "m.tsv", f"a\t{k.wav}\t0\t100\t<unk>\n"),
+                                        "--kmeans", k.km]),
+    "dedup": lambda k, t: ("</s>", [units_file(t, "a\t1 1 2\tup </s>\n")]),
+    "lmdata": lambda k, t: ("<pad>", [units_file(t, "a\t1 2\t<pad>\n")]),
+    "verbalize": lambda k, t: ("<unk>", ["fit", write(t / "in" / "train.lm", "a\t1 2 <s> yes\nb\t3 <s> <unk>\n")]),
+}
+for _tool in SPECIAL_LABELS:
+    @case(f"label-special-symbol-{_tool}")
+    def _(k, t, out, tool=_tool):
+        symbol, args = SPECIAL_LABELS[tool](k, t)
+        return tool, [*args, "-o", out], 1, f"{symbol!r} is one of the uLM's special symbols"
+
+
+@case("verbalizer-truncated-apply")
+def _(k, t, out):
+    text = Path(k.vb).read_text()
+    cut = write(t / "in" / "verbalizer.json", text[:len(text) // 2])
+    return "verbalize", ["apply", cut, write(t / "in" / "x.lm", "a\t1 2 <s> yes\n"), "-o", out], 1, \
+        f"{cut}: truncated, or not a verbalizer JSON"
+
+
+@case("checkpoint-truncated-baseline-ulm")
+def _(k, t, out):
+    cut = t / "in" / "lm.pt"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(Path(k.lm).read_bytes()[:-100])
+    return "baseline", [k.units, k.units, "--features", "ulm-states", "--ulm", cut, "--ulm-dict", k.lm_dict,
+                        "--device", "cpu", "-o", out], 1, f"{cut}: refused: truncated, or not a unit LM checkpoint"
+
+
+@case("checkpoint-truncated-quantize-hubert")
+def _(k, t, out):
+    cut = t / "in" / "hubert.pt"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(Path(k.lm).read_bytes()[:5000])
+    return "quantize", [k.manifest, "--kmeans", k.km, "--encoder", "hubert", "--checkpoint", cut, "--device", "cpu",
+                        "-o", out], 1, f"{cut}: refused: truncated, or not a checkpoint"
+
+
+@case("dict-truncated-binarize")
+def _(k, t, out):
+    text = Path(k.lm_dict).read_text()
+    cut = write(t / "in" / "dict.txt", text[:text.index("\n7 1") + 2])  # the last line cut after its token
+    lm_data = write(t / "in" / "train.lm", "a\t1 2 <s> 3\n")
+    return "binarize", ["--dict", cut, "--out", out, f"train={lm_data}"], 1, \
+        f"{cut}:8: expected 'token count' (a fairseq dict.txt)"
+
+
+def damaged_databin(k, t, name: str, keep) -> Path:
+    """A copy of the kit's data-bin whose file `name` keeps only `keep(its bytes)`."""
+    import shutil
+
+    data = t / "in" / "bin"
+    shutil.copytree(k.data, data)
+    (data / name).write_bytes(keep((data / name).read_bytes()))
+    return data
+
+
+PRETRAIN = ["--size", "tiny", "--max-epoch", 1, "--device", "cpu"]
+for _name in ("train.bin", "train.idx", "valid.bin", "valid.idx"):
+    @case(f"pretrain-truncated-{_name}")
+    def _(k, t, out, name=_name):
+        data = damaged_databin(k, t, name, lambda b: b[:len(b) // 2])
+        return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/{name}: truncated"
+
+
+@case("pretrain-truncated-dict.txt")
+def _(k, t, out):
+    data = damaged_databin(k, t, "dict.txt", lambda b: b"".join(b.splitlines(keepends=True)[:5]))
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, "is past dict.txt's 9 symbols (a truncated dict.txt?)"
+
+
+@case("pretrain-dict.txt-cut-in-a-line")
+def _(k, t, out):
+    data = damaged_databin(k, t, "dict.txt", lambda b: b[:b.index(b"\n5 1") + 2])
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/dict.txt: not a dictionary"
+
+
+@case("pretrain-empty-valid-split")
+def _(k, t, out):
+    data = make_databin(str(t / "in" / "bin"), {"train": toy_rows(20, 1), "valid": []})
+    return "pretrain", [data, "--save-dir", out, *PRETRAIN], 1, f"{data}/valid.bin: the split has no sentences"
+
+
 def assert_one_error(result, tool: str, fragment: str) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith(f"sp-{tool}") and ": error:" in line]
     assert len(errors) == 1, result.stderr
@@ -372,7 +491,7 @@ def test_bad_input(kit, tmp_path, name):
 
 
 def test_there_are_enough_cases():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 70
 
 
 # ---------------------------------------------------------- malicious pickles
@@ -595,3 +714,157 @@ def test_sp_train_records_the_verbalizer_and_sp_sample_refuses_another(kit, tmp_
         bad = sp("sample", kit.data, "--prompt", prompt, "--verbalizer", other, "--device", "cpu", check=False)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr
         assert_one_error(bad, "sample", f"{other}: refused: not the verbalizer the prompt was trained with")
+
+
+# ------------------------------------------------- a full disk, a read-only one
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk, and `fill(free)`: leave only `free` bytes of it (whole pages)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True,
+                       capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = error.stderr.strip() if isinstance(error, subprocess.CalledProcessError) else error
+        pytest.skip(f"cannot mount a small tmpfs here (needs root, or a container that allows it): {reason}")
+
+    def fill(free: int) -> None:
+        filler = disk / ".filler"
+        filler.write_bytes(b"")
+        with open(filler, "ab") as f:
+            while os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > free:
+                f.write(b"\0" * 4096)
+                f.flush()
+
+    try:
+        yield SimpleNamespace(path=disk, fill=fill)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def many_units(t, lines=3000, label="\tyes"):
+    """A units table (or with label "", LM data of units only) far larger than the small disk's room."""
+    rng = np.random.default_rng(0)
+    return write(t / "in" / "units.tsv", "".join(f"u{i}\t{' '.join(map(str, rng.integers(0, 50, 40)))}{label}\n"
+                                                for i in range(lines)))
+
+
+def many_predictions(t, classes=40):
+    records = [{"id": f"u{i}", "label": f"c{i % classes}", "prediction": f"c{(i * 7) % classes}"} for i in range(400)]
+    return write(t / "in" / "p.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+
+def unit_bin(t):
+    from prompt_fixtures import make_databin
+
+    unlabelled = [(uid, units, None) for uid, units, _ in toy_rows(200, 1)]
+    return make_databin(str(t / "in" / "bin"), {"train": unlabelled, "valid": unlabelled[:40]})
+
+
+# tool -> builder(kit, tmp, disk) -> (args, the output that must not appear, free bytes left on the disk)
+FULL_DISK = {
+    "lmdata": lambda k, t, d: ([many_units(t), "-o", d / "train.lm"], d / "train.lm", 16384),
+    "dedup": lambda k, t, d: ([many_units(t), "-o", d / "units.tsv"], d / "units.tsv", 16384),
+    "binarize": lambda k, t, d: (["--units", 50, "--out", d / "bin", f"train={many_units(t, label='')}"], d / "bin",
+                                 16384),
+    "pretrain": lambda k, t, d: ([unit_bin(t), "--save-dir", d / "ulm", "--size", "tiny", "--max-epoch", 1,
+                                  "--threads", 1], d / "ulm", 262144),
+    "synth": lambda k, t, d: (["--speakers", 4, "--noise-seconds", 1, d / "corpus"], d / "corpus", 65536),
+    "score": lambda k, t, d: ([many_predictions(t), "-o", d / "metrics.json"], d / "metrics.json", 4096),
+    "sample": lambda k, t, d: ([k.data, "--prompt", k.prompt, "--device", "cpu", "-o", d / "p.jsonl"], d / "p.jsonl", 0),
+    # metrics.json (on a disk with room) and the picture (on the full one): neither may appear
+    "score --confusion": lambda k, t, d: ([many_predictions(t), "-o", t / "metrics.json", "--confusion",
+                                           d / "confusion.png"], t / "metrics.json", 4096),
+}
+
+
+@pytest.mark.parametrize("name", list(FULL_DISK))
+def test_a_full_disk_is_one_line_and_leaves_no_output(kit, tmp_path, small_disk, name):
+    tool = name.split()[0]
+    args, output, free = FULL_DISK[name](kit, tmp_path, small_disk.path)
+    small_disk.fill(free)
+    result = sp(tool, *args, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert_one_error(result, tool, "o space left on device")
+    assert not output.exists()
+    assert [p.name for p in small_disk.path.iterdir()] == [".filler"], "a temporary was left on the disk"
+    assert not [p for p in tmp_path.glob(".*.tmp")]
+
+
+READ_ONLY = {  # tool -> (arguments, the output option's value under the read-only directory)
+    "dedup": lambda k, d: [k.units, "-o", d / "units.tsv"],
+    "kmeans": lambda k, d: [k.manifest, "-o", d / "km.bin"],
+    "manifest": lambda k, d: ["folders", k.root, "--out-dir", d / "manifest"],
+    "binarize": lambda k, d: ["--units", 50, "--out", d / "bin", f"train={k.units}"],
+    "pretrain": lambda k, d: [k.data, "--save-dir", d / "ulm", "--size", "tiny"],
+    "synth": lambda k, d: ["--speakers", 2, d / "corpus"],
+    "score": lambda k, d: [k.predictions, "--confusion", d / "confusion.png"],
+}
+
+
+@pytest.mark.parametrize("tool", list(READ_ONLY))
+def test_an_output_in_a_read_only_directory_is_refused_before_any_work(kit, tmp_path, tool):
+    """As root (who may write a directory whatever its mode), a read-only file system; else a read-only
+    directory. The refusal is the only line: nothing ran before it."""
+    place = tmp_path / "read-only"
+    place.mkdir()
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(place)],
+                                 capture_output=True, text=True)
+        if mounted.returncode:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
+        expected = f"cannot write: {place} is on a read-only file system"
+    else:
+        place.chmod(0o555)
+        expected = f"cannot write: no permission to create files in {place}"
+    try:
+        result = sp(tool, *READ_ONLY[tool](kit, place), check=False)
+    finally:
+        subprocess.run(["umount", "-l", str(place)], capture_output=True)
+        place.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert_one_error(result, tool, expected)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# --------------------------------------------------------- labels that look equal
+NFC, NFD = "caf\u00e9", "cafe\u0301"  # the same word, composed and decomposed
+
+
+def nfc_labels(kit, tmp_path, where):
+    """The labels a tool writes when it reads `café` spelled once composed, once decomposed."""
+    if where == "table":
+        for name in ("a.wav", "b.wav"):
+            sf.write(tmp_path / name, np.zeros(800), RATE)
+        table = write(tmp_path / "t.csv", f"path,label,split\na.wav,{NFC},train\nb.wav,{NFD},test\n")
+        sp("manifest", "table", table, "--out-dir", tmp_path / "m")
+        return [line.split("\t")[4] for split in ("train", "test")
+                for line in (tmp_path / "m" / f"{split}.tsv").read_text().splitlines()]
+    if where == "folders":
+        for split, label in (("train", NFC), ("test", NFD)):
+            (tmp_path / "corpus" / split / label).mkdir(parents=True)
+            sf.write(tmp_path / "corpus" / split / label / "x.wav", np.zeros(800), RATE)
+        sp("manifest", "folders", tmp_path / "corpus", "--out-dir", tmp_path / "m")
+        return [line.split("\t")[4] for split in ("train", "test")
+                for line in (tmp_path / "m" / f"{split}.tsv").read_text().splitlines()]
+    if where == "units":
+        out = sp("dedup", input=f"a\t1 1 2\t{NFC}\nb\t3\t{NFD}\n").stdout
+        return [line.split("\t")[2] for line in out.splitlines()]
+    if where == "lm":
+        out = sp("lmdata", input=f"a\t1 2\t{NFD}\n").stdout
+        return [line.split("<s> ")[1] for line in out.splitlines()]
+    raise AssertionError(where)
+
+
+@pytest.mark.parametrize("where", ["table", "folders", "units", "lm"])
+def test_a_label_written_in_nfc_or_nfd_is_one_label(kit, tmp_path, where):
+    assert NFC != NFD
+    assert set(nfc_labels(kit, tmp_path, where)) == {NFC}
+
+
+def test_scoring_compares_labels_in_nfc(tmp_path):
+    text = json.dumps({"id": "a", "label": NFD, "prediction": NFC}) + "\n" + \
+        json.dumps({"id": "b", "label": NFC, "prediction": NFD}) + "\n"
+    assert json.loads(sp("score", input=text).stdout)["accuracy"] == 1.0

@@ -97,7 +97,8 @@ def test_pretrain_on_cuda_matches_the_cpu_and_the_checkpoint_loads_on_the_cpu(tm
         assert runs[name]["valid_ppl"] == pytest.approx(runs["cuda"]["valid_ppl"], rel=0.10), name
     for name in runs:
         checkpoint = tmp_path / name / "checkpoint_best.pt"
-        # autocast, not a cast: the saved weights are fp32 whatever the precision, and load on the CPU
+        # the saved weights are fp32 whatever the precision (fp16: autocast; bf16: fairseq's --bf16 with fp32
+        # master weights, saved in fp32), and load on the CPU
         assert {(t.device.type, t.dtype) for t in tensors_of(checkpoint) if t.is_floating_point()} \
             == {("cpu", torch.float32)}, name
         model, dictionary = load_lm(str(checkpoint))

@@ -360,3 +360,23 @@ def test_batches_padded_for_cuda_graphs_give_the_same_loss_and_gradients(tmp_pat
         assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
         for a, b in zip(grads[0][1], grads[1][1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_checkpoint_holds_the_prompts_of_the_best_validation_not_the_last(tmp_path):
+    """The prompts saved are those that reached the best valid accuracy (a copy taken then, not a view of
+    the parameters that go on training): decoding valid with them gives that accuracy."""
+    from speechprompt.prompting.decoding import load_prompt
+    from speechprompt.prompting.labels import CandidateSteps
+    from speechprompt.prompting.loop import correct_sentences
+
+    run = plateau_run(tmp_path, "--max-epoch", 60, "--patience", 2)
+    last = train_log(run.stderr)[-1]["valid"]
+    model, ckpt = load_prompt(str(tmp_path / "prompt.pt"), torch.device("cpu"))
+    assert last < ckpt["best"]  # the run ended below its best: the last prompts are not the best
+    vocab = model.base.vocab
+    valid = read_split(str(tmp_path / "bin"), "valid", vocab.index).sentences
+    candidates = CandidateSteps([tuple(vocab.index(t) for t in label.split()) for label in ckpt["labels"]],
+                                vocab.eos, model.base.shape.vocab_size)
+    with torch.no_grad():
+        right = sum(int(correct_sentences(model, b)) for b in make_batches(valid, vocab, 16, 4096, None, candidates))
+    assert right / len(valid) == ckpt["best"] == ckpt["stop"]["best_valid_accuracy"]

@@ -194,3 +194,45 @@ def test_a_prompt_checkpoint_from_before_backbone_kinds_decodes_as_fairseqs(tmp_
     runs = [sp("sample", toy.data, "--prompt", prompt, "--verbalizer", verbalizer, "--device", "cpu").stdout
             for prompt in (toy.prompt, tmp_path / "old.pt")]
     assert runs[0] == runs[1] and len(runs[0].splitlines()) == 60
+
+
+def test_a_moved_experiment_decodes_with_base_and_says_which_option_when_not_given(tmp_path):
+    """The paths a prompt checkpoint records are hints: after `mv e e2`, `--base` (and `--base-dict`) point at
+    the moved uLM; without them, one line names the option to use."""
+    from prompt_fixtures import make_databin, make_lm, toy_rows, write_verbalizer
+
+    e = tmp_path / "e"
+    lm = make_lm(str(e / "ulm"))
+    data = make_databin(str(e / "bin"), {"train": toy_rows(48, 1), "valid": toy_rows(16, 2), "test": toy_rows(20, 3)})
+    verbalizer = write_verbalizer(str(e / "verbalizer.json"))
+    sp("train", data, "--base", lm, "-o", e / "prompt.pt", "--max-epoch", 1, "--verbalizer", verbalizer,
+       "--device", "cpu")
+    before = sp("sample", data, "--prompt", e / "prompt.pt", "--verbalizer", verbalizer, "--device", "cpu").stdout
+    e2 = tmp_path / "e2"
+    e.rename(e2)
+    decode = ["sample", e2 / "bin", "--prompt", e2 / "prompt.pt", "--verbalizer", e2 / "verbalizer.json",
+              "--device", "cpu"]
+    lost = sp(*decode, check=False)
+    assert lost.returncode == 1 and "Traceback" not in lost.stderr
+    assert lost.stderr.strip().splitlines()[-1] == (
+        f"sp-sample: error: {e2}/prompt.pt: the base LM recorded in the prompt, {e}/ulm/lm.pt, is missing (moved?): "
+        f"give its path with --base")
+    assert sp(*decode, "--base", e2 / "ulm" / "lm.pt").stdout == before  # its dict.txt beside it
+    (e2 / "ulm" / "dict.txt").rename(e2 / "dict.txt")
+    no_dict = sp(*decode, "--base", e2 / "ulm" / "lm.pt", check=False)
+    assert no_dict.returncode == 1 and no_dict.stderr.strip().splitlines()[-1] == (
+        f"sp-sample: error: {e2}/prompt.pt: the uLM's dict.txt is not beside {e2}/ulm/lm.pt: give its path with "
+        f"--base-dict")
+    assert sp(*decode, "--base", e2 / "ulm" / "lm.pt", "--base-dict", e2 / "dict.txt").stdout == before
+
+
+def test_a_truncated_prompt_checkpoint_is_one_line(tmp_path_factory, tmp_path):
+    from prompt_fixtures import trained_toy
+
+    toy = trained_toy(tmp_path_factory)
+    cut = tmp_path / "prompt.pt"
+    cut.write_bytes(open(toy.prompt, "rb").read()[:-200])
+    result = sp("sample", toy.data, "--prompt", cut, "--device", "cpu", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"sp-sample: error: {cut}: refused: truncated, or not a prompt checkpoint")

@@ -191,9 +191,10 @@ def test_a_job_cancelled_mid_stage_leaves_nothing_done_and_the_rerun_resumes_the
             return subprocess.Popen(["make", "--no-print-directory", VENV, *args, prompt], cwd=tree, env=slurm.env(),
                                     stdout=out, stderr=subprocess.STDOUT)
 
-    # sp-pretrain cancelled once its work has begun (its scratch directory exists): it leaves nothing
+    # sp-pretrain cancelled once its work has begun (its scratch directory exists): no uLM; only the run's
+    # state in ulm/.train, kept for the rerun to resume from (or none, if no checkpoint was saved yet)
     job, out = cancel_when(slurm, start(tmp_path / "1.log"), tmp_path / "1.log", "sp-pretrain",
-                           lambda: list(ulm.glob(".train.*")))
+                           lambda: (ulm / ".train").exists())
     assert f"STEP {job}.0 ON" in out and "CANCELLED" in out
     assert final_state(slurm, job) == "CANCELLED"
     assert not (ulm / "checkpoint_best.pt").exists() and not list(ulm.glob(".train.*"))  # nothing done, no litter
@@ -204,6 +205,7 @@ def test_a_job_cancelled_mid_stage_leaves_nothing_done_and_the_rerun_resumes_the
     job, out = cancel_when(slurm, start(tmp_path / "2.log"), tmp_path / "2.log", "sp-train", state.exists)
     assert launched(out) == {"sp-pretrain": {"srun"}, "sp-train": {"srun"}}
     assert (ulm / "checkpoint_best.pt").exists() and "interrupted at update" in out
+    assert not (ulm / ".train").exists()  # the uLM written, its run's state goes
     assert final_state(slurm, job) == "CANCELLED"
     assert state.exists() and not prompt.exists()
     assert make(tree, "-q", *args, prompt, env=slurm.env(), check=False).returncode == 1

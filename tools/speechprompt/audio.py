@@ -1,7 +1,9 @@
 """Audio at the edge: read with soundfile, mix to mono, resample with scipy.
 
 No tool assumes 16 kHz: `load` returns a segment at the rate the caller asks
-for, whatever the file's own rate and channel count.
+for, whatever the file's own rate and channel count. A NaN or infinite sample
+is refused by `load` (every tool that encodes audio reads it here) and `probe`
+(sp-manifest), naming the file and the sample.
 """
 from __future__ import annotations
 
@@ -23,16 +25,39 @@ def _check_file(path: str, where: str) -> None:
         raise BadInput(f"no such audio file {path}", where)
 
 
+# Sample formats that can hold NaN or infinity (integer PCM, FLAC and the like cannot).
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
 def probe(path: str, where: str) -> sf._SoundFileInfo:
-    """soundfile's header info, or a one-line error for unreadable or empty audio."""
+    """soundfile's header info, or a one-line error for unreadable, empty or non-finite audio.
+
+    A float file is read through once, to find a NaN or an infinity (an encoder would turn it into
+    NaN features, k-means into unit 0 for the whole utterance); integer formats cannot hold one."""
     _check_file(path, where)
     try:
         info = sf.info(path)
+        if info.frames and info.subtype in FLOAT_SUBTYPES:
+            start = 0
+            for block in sf.blocks(path, blocksize=1 << 18, dtype="float32", always_2d=True):
+                check_finite(block, path, where, start)
+                start += len(block)
+    except BadInput:
+        raise
     except Exception as error:  # soundfile raises RuntimeError/LibsndfileError/OSError
         raise BadInput(f"unreadable audio {path}: {str(error).splitlines()[0]}", where) from None
     if info.frames == 0:
         raise BadInput(f"empty audio {path}", where)
     return info
+
+
+def check_finite(wave: np.ndarray, path: str, where: str, offset: int = 0) -> None:
+    """Refuse a [samples, channels] block with a NaN or infinite sample, naming the file and the sample."""
+    bad = ~np.isfinite(wave)
+    if bad.any():
+        sample, channel = np.argwhere(bad)[0]
+        raise BadInput(f"audio {path} has a non-finite sample ({wave[sample, channel]}) at sample "
+                       f"{offset + sample}", where)
 
 
 @functools.lru_cache
@@ -71,4 +96,5 @@ def load(utt: Utterance, rate: int) -> np.ndarray:
         raise BadInput(f"empty audio {utt.path}", utt.where)
     if wave.shape[0] < utt.num_samples:
         raise BadInput(f"truncated audio {utt.path}: {wave.shape[0]} of {utt.num_samples} samples", utt.where)
+    check_finite(wave, utt.path, utt.where, utt.offset)
     return resample(wave.mean(axis=1), native, rate)

@@ -26,7 +26,8 @@ import tempfile
 import click
 
 from .verbalizer import read_dict_symbols
-from .io import SEP, BadInput, Skipper, UniqueIds, command, is_number, lines, log, skip_bad_option
+from .io import (SEP, BadInput, Skipper, UniqueIds, command, is_number, lines, log, output_dir_option,
+                 skip_bad_option, writing)
 from .io.records import parse_prosody
 
 
@@ -121,7 +122,7 @@ def replace_dir(tmp: str, out: str) -> None:
 
 @command("Binarise LM data (`id<TAB>text`) into a fairseq data-bin DIR: dict.txt, SPLIT.bin/.idx/.id.")
 @click.argument("splits", nargs=-1, required=True, metavar="SPLIT=PATH...")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="The data-bin directory.")
+@output_dir_option("--out", "out", required=True, type=click.Path(file_okay=False), help="The data-bin directory.")
 @click.option("--dict", "dict_path", type=click.Path(exists=True, dir_okay=False),
               help="The uLM's dict.txt, used as is (e.g. GSLM's `0 1` ... `99 1`).")
 @click.option("--units", type=click.IntRange(min=1),
@@ -151,23 +152,25 @@ def main(splits, out, dict_path, units, skip_bad):
         dictionary = Dictionary()
         for unit in range(units or largest + 1):
             dictionary.add_symbol(str(unit), n=1)
-    out = os.path.abspath(out)
+    given, out = out, os.path.abspath(out)
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 -> a normal directory
+    tmp = None
     try:
-        if dict_path:
-            shutil.copyfile(dict_path, os.path.join(tmp, "dict.txt"))
-        else:
-            dictionary.save(os.path.join(tmp, "dict.txt"))
-        for name, records in data.items():
-            tokens = write_split(tmp, name, records, dictionary)
-            log(f"{name}: {len(records)} sentences, {tokens} tokens (with eos)")
-        replace_dir(tmp, out)
+        with writing(given, parent):  # a full disk: one line, and the half-written directory removed
+            os.makedirs(parent, exist_ok=True)
+            tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 -> a normal directory
+            if dict_path:
+                shutil.copyfile(dict_path, os.path.join(tmp, "dict.txt"))
+            else:
+                dictionary.save(os.path.join(tmp, "dict.txt"))
+            for name, records in data.items():
+                tokens = write_split(tmp, name, records, dictionary)
+                log(f"{name}: {len(records)} sentences, {tokens} tokens (with eos)")
+            replace_dir(tmp, out)
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             shutil.rmtree(tmp)
     log(f"wrote {out} ({len(dictionary)} types incl. {dictionary.nspecial} specials)")

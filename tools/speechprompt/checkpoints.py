@@ -44,23 +44,52 @@ def fairseq_globals():
         yield
 
 
-def load_checkpoint(path: str, map_location="cpu") -> dict:
+def load_checkpoint(path: str, map_location="cpu", kind: str = "") -> dict:
     """A fairseq (or project) checkpoint as a dict, unpickled through the allowlist.
 
     Anything else (a class outside the allowlist, a joblib or plain pickle, a
-    file that is no checkpoint at all) is refused with one line
-    `PATH: refused: ...`, and nothing of it is executed.
+    file that is no checkpoint at all, one cut short) is refused with one line
+    `PATH: refused: ...`, and nothing of it is executed. `kind` names what was
+    expected in that line (`prompt`: "truncated, or not a prompt checkpoint").
     """
-    with refusing(path), fairseq_globals():
+    with refusing(path, kind), fairseq_globals():
         state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict):
         raise BadInput(f"refused: not a checkpoint (a pickled {type(state).__name__}, not a dict)", path)
     return state
 
 
+def cut_short(path: str) -> str | None:
+    """Why the file at `path` looks cut short (an interrupted copy or save), or None.
+
+    torch's checkpoints are zip files, whose directory is at the end: a zip that starts right but
+    whose directory cannot be read was cut. Torch's own errors for it are "Invalid argument" or
+    "failed finding central directory"."""
+    import zipfile
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if size == 0:
+        return "an empty file"
+    if head != b"PK\x03\x04":
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"an incomplete zip of {size} bytes: {str(error).splitlines()[0] if str(error) else 'unreadable'}"
+    return None
+
+
 @contextlib.contextmanager
-def refusing(path: str):
-    """Turn every failure of loading the model file `path` into one line `PATH: refused: reason`."""
+def refusing(path: str, kind: str = ""):
+    """Turn every failure of loading the model file `path` into one line `PATH: refused: reason`.
+
+    `kind` (`prompt`, `unit LM`, ...) names the checkpoint expected, for a file that is cut short."""
     import pickle
 
     try:
@@ -72,16 +101,23 @@ def refusing(path: str):
                        path) from None
     except IsADirectoryError:
         raise BadInput("is a directory, not a model file", path) from None
-    except OSError as error:
-        raise BadInput(f"cannot read: {error.strerror or error}", path) from None
-    except pickle.UnpicklingError as error:
-        lines = str(error).splitlines()
-        detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "Unsupported global" in ln), None)
-        if detail is None:  # not a class off the allowlist: the bytes are no pickle at all
-            raise BadInput(f"refused: not a checkpoint ({lines[0] if lines else 'unreadable'})", path) from None
-        raise BadInput(f"refused: not loadable through the weights-only allowlist: {detail}", path) from None
-    except Exception as error:  # torch, zipfile and fairseq raise many kinds for a file that is no checkpoint
+    except Exception as error:
+        cut = cut_short(path) if os.path.isfile(path) else None
         text = str(error).strip().splitlines()
+        if not cut and (isinstance(error, EOFError) or any(w in str(error) for w in ("unexpected EOF", "truncated"))):
+            cut = f"it ends early: {type(error).__name__}{': ' + text[0] if text else ''}"  # torch's legacy format
+        if cut:
+            raise BadInput(f"refused: truncated, or not a {kind + ' ' if kind else ''}checkpoint ({cut})",
+                           path) from None
+        if isinstance(error, OSError):
+            raise BadInput(f"cannot read: {error.strerror or error}", path) from None
+        if isinstance(error, pickle.UnpicklingError):
+            lines = str(error).splitlines()
+            detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "Unsupported global" in ln), None)
+            if detail is None:  # not a class off the allowlist: the bytes are no pickle at all
+                raise BadInput(f"refused: not a checkpoint ({lines[0] if lines else 'unreadable'})", path) from None
+            raise BadInput(f"refused: not loadable through the weights-only allowlist: {detail}", path) from None
+        # torch, zipfile and fairseq raise many kinds for a file that is no checkpoint
         raise BadInput(f"refused: not a usable checkpoint ({type(error).__name__}"
                        f"{': ' + text[0] if text else ''})", path) from None
 
@@ -112,7 +148,7 @@ def require_lm(state, path: str) -> None:
 def map_lm(path: str) -> dict:
     """A fairseq LM checkpoint through the allowlist, its tensors memory-mapped where the format allows
     (so reading its config or a weight's shape does not read the weights); refused in one line."""
-    with refusing(path), fairseq_globals():
+    with refusing(path, "unit LM"), fairseq_globals():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # a checkpoint in torch's legacy (non-zip) format cannot be memory-mapped
@@ -167,12 +203,12 @@ def load_lm(path: str, dict_path: str | None = None, device: str | torch.device 
     dict_path = dict_path or os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")
     if not os.path.exists(dict_path):
         raise BadInput(f"the unit LM's dict.txt is missing ({dict_path}; give its path)", path)
-    state = load_checkpoint(path)  # refused here, with one line, before fairseq sees it
+    state = load_checkpoint(path, kind="unit LM")  # refused here, with one line, before fairseq sees it
     require_lm(state, path)
     del state
     with tempfile.TemporaryDirectory() as data_dir:  # fairseq wants `<data>/dict.txt`
         shutil.copy(dict_path, os.path.join(data_dir, "dict.txt"))
-        with refusing(path), fairseq_globals():
+        with refusing(path, "unit LM"), fairseq_globals():
             models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
                 [path], arg_overrides={"data": data_dir})
     model = models[0]

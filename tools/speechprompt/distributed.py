@@ -103,7 +103,10 @@ def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> lis
         argv += ["--distributed-rank", str(here.rank), "--distributed-init-method", "env://",
                  "--distributed-no-spawn", "--distributed-backend", "nccl" if on_gpu else "gloo",
                  # torch's DistributedDataParallel on GPUs; fairseq's own all-reduce of the gradients on CPUs
-                 "--ddp-backend", "pytorch_ddp" if on_gpu else "legacy_ddp"]
+                 "--ddp-backend", "pytorch_ddp" if on_gpu else "legacy_ddp",
+                 # each process reads a resumed checkpoint itself (through the weights-only allowlist), rather
+                 # than rank 0 sending it to the others as a pickle of fairseq's own classes
+                 "--load-checkpoint-on-all-dp-ranks"]
     return argv
 
 

@@ -8,7 +8,9 @@ dataset's adapter names one), sorted by
 id within a split.  Each audio file is probed: unreadable, corrupt or empty
 audio, a rate other than --sample-rate, more than one channel, a segment past
 the end of its file, and a duplicate id are errors (or, with --skip-bad,
-counted skips).  Adapters live in speechprompt/datasets/, one file each.
+counted skips); so is a label with a slot spelled like a uLM symbol (`<unk>`).
+Labels are written in Unicode NFC, whichever adapter read them.  Adapters
+live in speechprompt/datasets/, one file each.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from tqdm import tqdm
 
 from . import audio
 from .datasets import ADAPTERS, SPLITS, Context, Item
-from .io import BadInput, Skipper, UniqueIds, Utterance, atomic_output, command, log, output_path_option, skip_bad_option
+from .io import (BadInput, Skipper, UniqueIds, Utterance, atomic_output, check_label, command, log,
+                 normalize_label, output_dir_option, output_path_option, skip_bad_option)
 
 
 class Checker:
@@ -61,6 +64,7 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
     for text in (item.id, str(path), item.label or "", item.speaker or ""):
         if "\t" in text or "\n" in text:
             raise BadInput(f"tab or newline in {text!r}", item.where or str(path))
+    label = check_label(normalize_label(item.label), item.where or str(path))  # NFC, whatever the adapter
     info = check(path, item.where)
     if info is None:
         return None
@@ -68,14 +72,15 @@ def utterance(item: Item, check: Checker) -> Utterance | None:
     if item.offset + num_samples > info.frames:
         raise BadInput(f"segment {item.offset}+{num_samples} past the end ({info.frames} samples)",
                        *locate(path, item.where))
-    return Utterance(item.id, str(path), item.offset, num_samples, item.label, item.where or str(path), item.speaker)
+    return Utterance(item.id, str(path), item.offset, num_samples, label, item.where or str(path),
+                     item.speaker)
 
 
 @command("List a dataset's audio per split as manifests: id, path, offset, num_samples, label. "
          f"DATASET is one of: {', '.join(sorted(ADAPTERS))}.")
 @click.argument("dataset", type=click.Choice(sorted(ADAPTERS)), metavar="DATASET")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--out-dir", type=click.Path(path_type=Path), help="Write OUT_DIR/{train,valid,test}.tsv.")
+@output_dir_option("--out-dir", type=click.Path(path_type=Path), help="Write OUT_DIR/{train,valid,test}.tsv.")
 @click.option("--split", type=click.Choice(SPLITS), help="Write only this split, to -o.")
 @output_path_option("-o", "--output", default="-", show_default=True, help="Output of --split, - for stdout.")
 @click.option("--test-dir", type=click.Path(path_type=Path), help="speech_commands: v0.01's separate test set.")

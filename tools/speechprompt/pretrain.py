@@ -6,39 +6,40 @@
 fairseq's own trainer runs in-process (task language_modeling, one
 utterance a sample, `--sample-break-mode eos`), with early stopping on the
 valid loss (`--patience`), progress on stderr and optional TensorBoard logs.
-It trains in a temporary directory beside SAVE_DIR; on success SAVE_DIR gets
-`checkpoint_best.pt` (no optimizer state), the data-bin's `dict.txt` and
-`pretrain.json` (the settings, the valid perplexity of the best checkpoint
-reloaded through `checkpoints.load_lm`, and an add-one unigram model's).
+It trains in SAVE_DIR/.train (fairseq_run.py): a run that is killed (SIGTERM,
+SIGKILL, a full disk) resumes there when rerun with the same settings, to the
+same uLM an uninterrupted run gives; other settings are refused unless
+`--restart` or `--if-settings-differ restart` (as Make gives it: a changed
+setting is a new stage). One sp-pretrain works on a SAVE_DIR at a time (a
+lock). `--arch opt` trains a transformers OPT instead (hf_pretrain.py). On
+success SAVE_DIR gets `checkpoint_best.pt` (no optimizer state, fp32), the
+data-bin's `dict.txt` and `pretrain.json` (the settings, the valid perplexity
+of the best checkpoint reloaded through `checkpoints.load_lm`, and an add-one
+unigram model's), and the scratch directory goes.
 
 `--arch pgslm` trains pGSLM's multi-stream `transformer_ulm` instead (fairseq's task
 `speech_unit_modeling`, criterion `speech_unit_lm_criterion`): units, durations and F0 from a data-bin
 with prosody streams (sp-dedup --durations, sp-f0, sp-binarize), laid out as fairseq's pgslm recipe
-lays them (prosody/pretraining.py); discrete durations (capped at 20) and F0 (32 bins and unvoiced),
-prosody streams shifted by one (the published models' `1,1`), loss weights 1, 0.5, 0.5. SAVE_DIR then
-also gets `f0_bins.json`, and the perplexity is the unit stream's.
+lays them in SAVE_DIR/.pgslm-data (prosody/pretraining.py); discrete durations (capped at 20) and F0
+(32 bins and unvoiced), prosody streams shifted by one (the published models' `1,1`), loss weights 1,
+0.5, 0.5. SAVE_DIR then also gets `f0_bins.json`, and the perplexity is the unit stream's.
 """
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 import shutil
-import sys
-import tempfile
 import time
-import warnings
 
 import click
 import numpy as np
 import torch
 
-from .checkpoints import fairseq_globals, load_lm
-from . import distributed
+from . import databin, distributed, fairseq_run
+from .checkpoints import load_lm
 from .distributed import World
-from .io import BadInput, command, log, pick_device, runtime_options
-from .precision import amp_argv, fairseq_training
+from .io import BadInput, command, log, output_dir_option, pick_device, runtime_options, writing
+from .locks import exclusive
 
 # name: (layers, embed dim, ffn dim, heads, default lr).  `big` is GSLM's transformer_lm_big shape.
 SIZES = {
@@ -61,9 +62,10 @@ ARCHES = {  # --arch: fairseq's task, model and criterion
 
 def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_update, patience, seed,
                  device, precision, dropout, tensorboard_logdir, log_interval, shape=None, update_freq=1,
-                 here: World = World(), arch: str = "transformer_lm") -> list[str]:
+                 here: World = World(), save_interval_updates=0, arch: str = "transformer_lm") -> list[str]:
     """fairseq-train's command line; `shape` (layers, dim, ffn, heads) overrides the size's; `here`: this
-    process among torchrun's (see distributed.py); `data`: the data-bin, or pgslm's data config."""
+    process among torchrun's (see distributed.py). sp-pretrain gives `patience` -1: its own loop stops
+    by the valid loss (fairseq_run.Rules). `data`: the data-bin, or pgslm's data config."""
     layers, dim, ffn, heads, default_lr = SIZES[size]
     layers, dim, ffn, heads = shape or (layers, dim, ffn, heads)
     argv = [data, *ARCHES[arch], "--decoder-layers", layers, "--decoder-embed-dim", dim,
@@ -76,39 +78,38 @@ def fairseq_argv(data, save_dir, size, lr, warmup, max_tokens, max_epoch, max_up
             "--max-tokens", max_tokens, "--required-batch-size-multiple", 1,  # 8 drops sentences (fairseq#5036)
             "--max-epoch", max_epoch, "--max-update", max_update,
             "--patience", patience, "--seed", seed, "--save-dir", save_dir,
-            "--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state",
+            "--no-epoch-checkpoints", "--save-interval-updates", save_interval_updates,
+            "--keep-interval-updates", 1,  # the newest mid-epoch checkpoint only
             "--best-checkpoint-metric", "loss", "--num-workers", "0", "--log-format", "simple",
             "--log-interval", log_interval]
     argv += ["--cpu"] if device.type == "cpu" else []
-    argv += distributed.fairseq_argv(device, here, update_freq) + amp_argv(precision)
+    argv += distributed.fairseq_argv(device, here, update_freq) + precision_argv(precision)
     if tensorboard_logdir:
         argv += ["--tensorboard-logdir", tensorboard_logdir]
     return [str(a) for a in argv]
 
 
-def train(argv: list[str], device: torch.device, precision: str = "fp32") -> None:
-    """fairseq-train's main, in this process, logging to stderr."""
-    from fairseq import distributed_utils, options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_cli import train as fairseq_train
-
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
-                        stream=sys.stderr, force=True)  # fairseq_cli.train logs to stdout; stdout is for data
-    args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    with warnings.catch_warnings():  # hydra's deprecation notices about fairseq's config store
-        warnings.simplefilter("ignore", UserWarning)
-        cfg = convert_namespace_to_omegaconf(args)
-    try:
-        with fairseq_globals(), fairseq_training(device, precision):
-            distributed_utils.call_main(cfg, fairseq_train.main)
-    finally:
-        distributed.leave()
+def precision_argv(precision: str) -> list[str]:
+    """fairseq's own options for `--precision`: fp16 is `--amp` (autocast and a loss scaler, fp32 weights),
+    bf16 is `--bf16` (the model in bf16, fp32 master weights and Adam state, no scaler: bf16 has fp32's
+    range). fairseq's `--amp` autocasts to fp16 only, and its `--fp16` would keep no fp32 weights."""
+    return {"fp32": [], "fp16": ["--amp"], "bf16": ["--bf16"]}[precision]
 
 
 def read_split(data: str, split: str) -> list[np.ndarray]:
-    from fairseq.data.indexed_dataset import MMapIndexedDataset
+    """The sentences of DATA/SPLIT as arrays of dictionary indices (a damaged split is one line)."""
+    return [tokens.astype(np.int64) for tokens in databin.read_tokens(os.path.join(data, split))]
 
-    return [item.numpy().astype(np.int64) for item in MMapIndexedDataset(os.path.join(data, split))]
+
+def check_databin(data: str) -> None:
+    """The train and valid splits whole and within dict.txt, before any work: a truncated or empty split or
+    dict.txt is one line naming the file, not an error deep in fairseq."""
+    symbols = len(databin.load_dictionary(os.path.join(data, "dict.txt")).symbols)
+    for split in ("train", "valid"):
+        largest = max((int(tokens.max()) for tokens in read_split(data, split) if len(tokens)), default=0)
+        if largest >= symbols:
+            raise BadInput(f"token index {largest} is past dict.txt's {symbols} symbols (a truncated dict.txt?)",
+                           os.path.join(data, f"{split}.bin"))
 
 
 @torch.inference_mode()
@@ -215,8 +216,9 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 
 @command("Pretrain a unit LM (fairseq transformer_lm) from scratch on a data-bin of unlabelled units.")
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
-@click.option("--save-dir", required=True, type=click.Path(file_okay=False),
-              help="Gets checkpoint_best.pt, dict.txt and pretrain.json.")
+@output_dir_option("--save-dir", required=True, type=click.Path(file_okay=False),
+                   help="Gets checkpoint_best.pt, dict.txt and pretrain.json (and the run's state in .train/ "
+                        "while it trains).")
 @click.option("--arch", type=click.Choice([*ARCHES, "opt"]), default="transformer_lm", show_default=True,
               help="transformer_lm: fairseq's, trained by fairseq-train; pgslm: pGSLM's multi-stream transformer_ulm "
                    "(units, durations, F0; the data-bin needs prosody streams), trained by fairseq-train; opt: a "
@@ -229,10 +231,10 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--embed-dim", type=click.IntRange(min=8), help="Override the size's model dimension.")
 @click.option("--ffn-dim", type=click.IntRange(min=8), help="Override the size's feed-forward dimension.")
 @click.option("--heads", type=click.IntRange(min=1), help="Override the size's attention heads.")
-@click.option("--max-epoch", type=int, default=20, show_default=True)
-@click.option("--max-update", type=int, default=0, show_default=True, help="0: no limit.")
+@click.option("--max-epoch", type=click.IntRange(min=0), default=20, show_default=True, help="0: no limit.")
+@click.option("--max-update", type=click.IntRange(min=0), default=0, show_default=True, help="0: no limit.")
 @click.option("--patience", type=int, default=3, show_default=True,
-              help="Stop after this many validations without a better valid loss (-1: never).")
+              help="Stop after this many epochs without a better valid loss at an epoch's end (-1: never).")
 @click.option("--max-tokens", type=int, default=2048, show_default=True,
               help="Tokens per batch, per process (under torchrun, each process reads its own batches).")
 @click.option("--update-freq", type=click.IntRange(min=1), default=1, show_default=True,
@@ -241,72 +243,130 @@ def unigram_perplexity(train_sentences, valid_sentences, dictionary) -> float:
 @click.option("--warmup-updates", type=int, default=50, show_default=True, help="inverse_sqrt warm-up.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--save-interval-updates", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also save the run's state every N updates (fairseq validates there too), so a killed run "
+                   "loses less than an epoch [default: at each epoch's end only].")
+@click.option("--restart", is_flag=True, help="Start afresh, discarding the state a stopped run left in SAVE_DIR/.train.")
+@click.option("--if-settings-differ", default="refuse", show_default=True, type=click.Choice(["refuse", "restart"]),
+              help="What to do with a stopped run's state saved under other settings: refuse in one line, or start "
+                   "afresh (Make: a changed setting is a new stage).")
 @runtime_options(precision=True)
 @click.option("--tensorboard-logdir", type=click.Path(file_okay=False), help="Write TensorBoard logs here.")
 @click.option("--log-interval", type=int, default=50, show_default=True, help="Log every N updates.")
 def main(data, save_dir, arch, size, layers, embed_dim, ffn_dim, heads, max_epoch, max_update, patience, max_tokens,
-         update_freq, lr, warmup_updates, dropout, seed, device, threads, precision, tensorboard_logdir, log_interval):
+         update_freq, lr, warmup_updates, dropout, seed, save_interval_updates, restart, if_settings_differ, device,
+         threads, precision, tensorboard_logdir, log_interval):
     here = distributed.world()
     device = distributed.process_device(pick_device(device, precision, threads), here)
-    for name in ("dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx"):
-        if not os.path.exists(os.path.join(data, name)):
-            raise BadInput(f"not a data-bin with train and valid splits: {name} is missing (see sp-binarize)", data)
+    check_databin(data)
     base = SIZES[size][:4]
     shape = tuple(given or default for given, default in zip((layers, embed_dim, ffn_dim, heads), base))
     if shape[1] % shape[3]:
         raise click.BadParameter(f"the model dimension {shape[1]} is not a multiple of {shape[3]} heads")
     if arch == "opt":
-        return pretrain_opt(data, save_dir, shape, lr or SIZES[size][4], warmup_updates, max_tokens, max_epoch,
-                            max_update, patience, seed, device, dropout, here)
-    os.makedirs(save_dir, exist_ok=True)
-    work = tempfile.mkdtemp(dir=save_dir, prefix=".train.")  # one a process; fairseq saves from rank 0 only
+        with exclusive(os.path.join(save_dir, ".lock"), save_dir):  # one sp-pretrain a SAVE_DIR
+            return pretrain_opt(data, save_dir, shape, lr or SIZES[size][4], warmup_updates, max_tokens, max_epoch,
+                                max_update, patience, seed, device, dropout, here)
+    scratch = fairseq_run.Scratch(save_dir)
+    source = data if arch == "transformer_lm" else pgslm_data(data, os.path.join(save_dir, f".pgslm-data.{here.rank}"))
+    argv = fairseq_argv(source, scratch.path, size, lr, warmup_updates, max_tokens, max_epoch, max_update, -1, seed,
+                        device, precision, dropout, tensorboard_logdir, log_interval, shape, update_freq, here,
+                        save_interval_updates, arch)
+    rules = fairseq_run.Rules(max_epoch, max_update, patience)
+    if not here.main:  # under torchrun: rank 0 prepares the scratch directory and writes the outputs
+        try:
+            fairseq_run.train(fairseq_run.config(argv), scratch, rules, main=False)
+        finally:
+            distributed.leave()
+        return
+    created = not os.path.exists(save_dir)
     try:
-        source = data if arch == "transformer_lm" else pgslm_data(data, work)
-        argv = fairseq_argv(source, work, size, lr, warmup_updates, max_tokens, max_epoch, max_update, patience,
-                            seed, device, precision, dropout, tensorboard_logdir, log_interval, shape, update_freq,
-                            here, arch)
-        if here.main:
-            log(f"{size} {arch} {'x'.join(map(str, shape))} on {device}: fairseq-train {' '.join(argv)}")
-            log(distributed.describe_batch(max_tokens, "tokens at most", here, update_freq))
-        started = time.time()
-        train(argv, device, precision)
-        seconds = time.time() - started
-        if not here.main:
-            return
-        best = os.path.join(work, "checkpoint_best.pt")
-        if not os.path.exists(best):
-            raise BadInput("fairseq saved no checkpoint (no epoch finished?)", data)
-        shutil.copyfile(os.path.join(data, "dict.txt"), os.path.join(work, "dict.txt"))
-        valid = read_split(data, "valid")
-        if arch == "pgslm":
-            from .databin import load_dictionary
-            from .prompting import backbones
-
-            model = backbones.load("pgslm", best, os.path.join(work, "f0_bins.json"), device)
-            dictionary = load_dictionary(os.path.join(data, "dict.txt"))
-            ppl = backbone_perplexity(model, data, "valid")
-        else:
-            model, dictionary = load_lm(best, device=device)
-            ppl = lm_perplexity(model, dictionary, valid, device)
-        unigram = unigram_perplexity(read_split(data, "train"), valid, dictionary)
-        layers, dim, ffn, heads = shape
-        summary = {"arch": arch, "size": size, "layers": layers, "embed_dim": dim, "ffn_dim": ffn, "heads": heads,
-                   "parameters": sum(p.numel() for p in model.parameters()), "data": os.path.abspath(data),
-                   "seed": seed, "lr": lr or SIZES[size][4], "max_tokens": max_tokens, "device": str(device),
-                   "precision": precision, "processes": here.size, "update_freq": update_freq,
-                   "effective_max_tokens": max_tokens * here.size * update_freq,
-                   "train_seconds": round(seconds, 1), "valid_tokens": int(sum(len(s) for s in valid)),
-                   "valid_ppl": ppl, "unigram_valid_ppl": unigram}
-        with open(os.path.join(work, "pretrain.json"), "w", encoding="utf-8") as out:
-            json.dump(summary, out, indent=1)
-            out.write("\n")
-        names = ("dict.txt", "pretrain.json") + (("f0_bins.json",) if arch == "pgslm" else ()) + ("checkpoint_best.pt",)
-        for name in names:  # the checkpoint last: make's target
-            os.replace(os.path.join(work, name), os.path.join(save_dir, name))
+        with exclusive(os.path.join(save_dir, ".lock"), save_dir):  # one sp-pretrain a SAVE_DIR
+            started = time.time()
+            summary = run(argv, data, save_dir, scratch, rules, shape, device, here, dict(
+                arch=arch, size=size, seed=seed, lr=lr or SIZES[size][4], max_tokens=max_tokens, precision=precision,
+                processes=here.size, update_freq=update_freq, effective_max_tokens=max_tokens * here.size *
+                update_freq), restart, if_settings_differ)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    log(f"{summary['parameters']:,} parameters, {seconds:.0f} s; valid perplexity {ppl:.2f} "
-        f"(add-one unigram: {unigram:.2f}) -> {os.path.join(save_dir, 'checkpoint_best.pt')}")
+        if created and os.path.isdir(save_dir) and not os.listdir(save_dir):
+            os.rmdir(save_dir)  # a run that failed at once leaves nothing behind
+    for rank in range(here.size):  # pgslm's data laid out for fairseq: no use once the uLM is made
+        shutil.rmtree(os.path.join(save_dir, f".pgslm-data.{rank}"), ignore_errors=True)
+    log(f"{summary['parameters']:,} parameters, {time.time() - started:.0f} s; valid perplexity "
+        f"{summary['valid_ppl']:.2f} (add-one unigram: {summary['unigram_valid_ppl']:.2f}) -> "
+        f"{os.path.join(save_dir, 'checkpoint_best.pt')}")
+
+
+def run(argv, data, save_dir, scratch, rules, shape, device, here, settings: dict, restart: bool = False,
+        if_settings_differ: str = "refuse") -> dict:
+    """Rank 0's run: the scratch directory made ready (new or resumed), training, the outputs; the scratch
+    directory removed after success, kept after a failure while it holds a state to resume from."""
+    with writing(save_dir, save_dir):  # a refusal (other settings) leaves the stopped run's state as it is
+        at = scratch.prepare(fairseq_run.settings(argv, data, {"patience": rules.patience}), restart,
+                             if_settings_differ)
+    done = False
+    try:
+        if at is None:
+            log(f"{settings['size']} {settings['arch']} {'x'.join(map(str, shape))} on {device}: "
+                f"fairseq-train {' '.join(argv)}")
+        log(distributed.describe_batch(settings["max_tokens"], "tokens at most", here, settings["update_freq"]))
+        started = time.time()
+        try:
+            fairseq_run.train(fairseq_run.config(argv), scratch, rules, main=True)
+        except (OSError, RuntimeError) as error:
+            if not fairseq_run.disk_full(scratch.path, error):
+                raise
+            raise BadInput(f"cannot write the run's state in {scratch.path}: no space left on device "
+                           f"({fairseq_run.size_text(shutil.disk_usage(scratch.path).free)} free)", save_dir) from None
+        finally:
+            distributed.leave()
+        settings["train_seconds"] = round(time.time() - started, 1)
+        with writing(save_dir, save_dir):
+            summary = finish(data, save_dir, scratch, shape, device, settings)
+        done = True
+        return summary
+    finally:
+        if done:
+            scratch.remove()
+        elif os.path.isdir(scratch.path):
+            if scratch.resumable():
+                log(f"the run's state stays in {scratch.path}: the same command resumes it")
+            else:
+                scratch.remove()
+
+
+def finish(data: str, save_dir: str, scratch, shape, device, settings: dict) -> dict:
+    """The run's outputs into SAVE_DIR: the best checkpoint (fp32, no optimizer state), dict.txt, pretrain.json
+    with the valid perplexity of that checkpoint as loaded back; the summary."""
+    best = scratch.file("checkpoint_best.pt")
+    if not os.path.exists(best):
+        raise BadInput("fairseq saved no checkpoint (no epoch finished?)", data)
+    final = scratch.file("final.pt")
+    fairseq_run.final_checkpoint(best, final)
+    shutil.copyfile(os.path.join(data, "dict.txt"), scratch.file("dict.txt"))
+    valid = read_split(data, "valid")
+    outputs = [("dict.txt", "dict.txt"), ("pretrain.json", "pretrain.json")]
+    if settings["arch"] == "pgslm":  # the F0 bins it was trained with, beside it; the unit stream's perplexity
+        from .prompting import backbones
+
+        shutil.copyfile(os.path.join(save_dir, ".pgslm-data.0", "f0_bins.json"), scratch.file("f0_bins.json"))
+        outputs.append(("f0_bins.json", "f0_bins.json"))
+        model = backbones.load("pgslm", final, scratch.file("f0_bins.json"), device)
+        dictionary = databin.load_dictionary(os.path.join(data, "dict.txt"))
+        ppl = backbone_perplexity(model, data, "valid")
+    else:
+        model, dictionary = load_lm(final, device=device)
+        ppl = lm_perplexity(model, dictionary, valid, device)
+    unigram = unigram_perplexity(read_split(data, "train"), valid, dictionary)
+    layers, dim, ffn, heads = shape
+    summary = {"size": settings.pop("size"), "layers": layers, "embed_dim": dim, "ffn_dim": ffn, "heads": heads,
+               "parameters": sum(p.numel() for p in model.parameters()), "data": os.path.abspath(data),
+               **settings, "device": str(device), "valid_tokens": int(sum(len(s) for s in valid)),
+               "valid_ppl": ppl, "unigram_valid_ppl": unigram}
+    fairseq_run.write_json(scratch.file("pretrain.json"), summary)
+    for name, source in outputs + [("checkpoint_best.pt", "final.pt")]:  # the checkpoint last: make's target
+        os.replace(scratch.file(source), os.path.join(save_dir, name))
+    return summary
 
 
 def pretrain_opt(data, save_dir, shape, lr, warmup, max_tokens, max_epoch, max_update, patience, seed, device,

@@ -14,6 +14,7 @@ without a prediction (or with a null one) counts as wrong (`missing`). A
 prediction is never correct when either side is unknown (`<unk>` in a slot, as
 a verbalizer writes for a token of no class).
 """
+import contextlib
 import json
 
 import click
@@ -86,6 +87,7 @@ LABELLED_CLASSES = 60  # above this many classes, names and counts no longer fit
 
 
 def plot_confusion(confusion: dict, path: str) -> None:
+    """The confusion matrix as a PNG at `path` (a plain path: the caller makes it atomic)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -105,9 +107,10 @@ def plot_confusion(confusion: dict, path: str) -> None:
     ax.set_xlabel("prediction")
     ax.set_ylabel("truth")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 @command("Score predictions JSONL: accuracy (exact match), per-slot accuracy, macro-F1, EER; write metrics JSON.")
@@ -144,11 +147,13 @@ def main(input, output, confusion, reference, positive, headline, skip_bad):
     result["headline"] = {"metric": headline, "value": result[headline], "better": BETTER[headline]}
     result["missing"] = sum(uid not in records or records[uid].prediction is None for uid in ids)
     result["unscored"] = sum(uid not in truth for uid in records)
-    with atomic_output(output) as out:
+    # both outputs or neither: the picture is drawn before either is renamed into place
+    with atomic_output(output) as out, (atomic_path(confusion) if confusion else contextlib.nullcontext()) as png:
         json.dump(result, out, indent=1)
         out.write("\n")
-    if confusion:
-        plot_confusion(result["confusion"], confusion)
+        out.flush()  # a full disk fails here, before the picture is renamed into place
+        if png:
+            plot_confusion(result["confusion"], png)
     extra = "".join(f", {k} of {result['positive']!r} {result[k]:.4f}" for k in ("f1", "eer") if k in result)
     slots = f", slots {' '.join(f'{a:.4f}' for a in result['slot_accuracy'])}" if "slot_accuracy" in result else ""
     log(f"{result['n']} scored: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}{extra}{slots}"

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from . import audio, espeak
 from .datasets import which_set
 from .datasets.speech_commands import COMMANDS, NOISE_DIR
-from .io import BadInput, command, log
+from .io import BadInput, command, log, output_dir_callback, writing
 
 AUXILIARY = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
              "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero")
@@ -167,7 +167,7 @@ def build(out: Path, speakers, seed: int, unknown_per_speaker: int, noise_second
 
 
 @command("Synthesise a Speech Commands v0.01-style corpus with espeak-ng (the offline default corpus).")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path), callback=output_dir_callback)
 @click.option("--speakers", default=200, show_default=True, help="Number of synthetic speakers.")
 @click.option("--unknown-per-speaker", default=3, show_default=True,
               help="How many of the 20 non-command words each speaker says (the _unknown_ class).")
@@ -185,20 +185,22 @@ def main(out, speakers, unknown_per_speaker, noise_seconds, snr, valid_percent, 
         raise BadInput(f"{out} exists (--force replaces it)")
     chosen = draw_speakers(speakers, seed, valid_percent, test_percent)
     noise_seconds = noise_seconds or max(10, math.ceil(speakers / len(NOISES)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = None
     try:
-        clips = build(tmp, chosen, seed, unknown_per_speaker, noise_seconds, snr)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-            os.replace(out, old / "corpus")
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        with writing(str(out), str(out.parent)):  # a full disk: one line, and the half-built corpus removed
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+            clips = build(tmp, chosen, seed, unknown_per_speaker, noise_seconds, snr)
+            os.chmod(tmp, 0o755)
+            if out.exists():
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+                os.replace(out, old / "corpus")
+                os.replace(tmp, out)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, out)
     finally:
-        if tmp.exists():
+        if tmp and tmp.exists():
             shutil.rmtree(tmp)
     counts = {split: sum(1 for s in chosen if s[2] == split) for split in ("train", "valid", "test")}
     log(f"wrote {clips} clips of {speakers} speakers ({counts['train']} train, {counts['valid']} valid, "

@@ -63,8 +63,20 @@ class Verbalizer:
 
 
 def load_verbalizer(path: str) -> Verbalizer:
-    with open(path, encoding="utf-8") as f:
-        return Verbalizer(json.load(f))
+    """The verbalizer JSON at `path`; a file that is unreadable, cut short or no verbalizer is one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except OSError as error:
+        raise BadInput(f"cannot read: {error.strerror}", path) from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise BadInput(f"truncated, or not a verbalizer JSON ({str(error).splitlines()[0]})", path) from None
+    if not isinstance(spec, dict):
+        raise BadInput(f"not a verbalizer JSON (a JSON {type(spec).__name__}, not an object)", path)
+    try:
+        return Verbalizer(spec)
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadInput(f"not a verbalizer: {error}", path) from None
 
 
 def read_dict_symbols(path: str) -> list[str]:

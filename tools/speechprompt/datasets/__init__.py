@@ -17,7 +17,9 @@ A bad record (an unknown label, a malformed line) goes to
 `ctx.reject(message, "file:line")`: an error, or under --skip-bad a counted
 skip after which the adapter leaves the record out.  Items carry `where`, so
 a listed file that is missing or unreadable is reported at its record's line.
-Ids come from `make_id` (NFC, no whitespace). An adapter that knows who speaks sets `Item.speaker`
+Ids come from `make_id` (NFC, no whitespace); labels are made NFC by sp-manifest (`normalize_label`), so
+every adapter's labels compare alike whatever form the data set spells them in.
+An adapter that knows who speaks sets `Item.speaker`
 and says in its documentation where the speaker comes from; sp-f0 normalises F0 by it.
 Every module of this package is imported on start, so registering is enough.
 """

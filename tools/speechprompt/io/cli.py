@@ -9,8 +9,8 @@ from typing import Callable
 
 import click
 
-from .errors import UsageProblem, one_line
-from .files import output_callback
+from .errors import WRITE_ERRORS, BadInput, UsageProblem, one_line
+from .files import output_callback, output_dir_callback
 
 class _OneLineErrors:
     """Every error is one stderr line `sp-x: error: ...`; a usage error exits 2, bad input 1."""
@@ -20,7 +20,12 @@ class _OneLineErrors:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         signal.signal(signal.SIGTERM, _terminate)  # every tool, subcommands too
         try:
-            result = super().main(args, prog_name, standalone_mode=False, **extra)
+            try:
+                result = super().main(args, prog_name, standalone_mode=False, **extra)
+            except OSError as error:  # a full or read-only disk (or a missing permission) no guard caught
+                if isinstance(error, click.ClickException) or error.errno not in WRITE_ERRORS or not error.filename:
+                    raise
+                raise BadInput(error.strerror or str(error), os.fsdecode(error.filename)) from None
         except UsageProblem as error:  # already one self-contained line
             error.show()
             sys.exit(error.exit_code)
@@ -71,6 +76,11 @@ def command(description: str) -> Callable:
 def output_path_option(*names: str, **kwargs) -> Callable:
     """A click option naming an output file, checked before any work (`check_output`)."""
     return click.option(*names, callback=output_callback, **kwargs)
+
+
+def output_dir_option(*names: str, **kwargs) -> Callable:
+    """A click option naming an output directory, checked before any work (`check_output_dir`)."""
+    return click.option(*names, callback=output_dir_callback, **kwargs)
 
 
 input_argument = click.argument("input", default="-", metavar="[INPUT]")

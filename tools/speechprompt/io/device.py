@@ -33,11 +33,19 @@ def runtime_options(precision: bool = False) -> Callable:
 
 
 def pick_device(name: str = "auto", precision: str = "fp32", threads: int | None = None):
-    """The torch device of `--device`; also applies `--threads`. One-line usage errors for what cannot run."""
+    """The torch device of `--device`; also applies `--threads`. One-line usage errors for what cannot run.
+
+    `--device cpu` hides the GPUs from the process (CUDA_VISIBLE_DEVICES empty, set before CUDA starts),
+    so that code which looks for a GPU on its own finds none: fairseq's `clip_grad_norm_` moves the
+    gradient norm to the current GPU whenever torch sees one, and clipping CPU gradients by it fails."""
+    import os
+
     import torch
 
     if not DEVICE_PATTERN.fullmatch(name):
         raise UsageProblem(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    if name == "cpu" and not torch.cuda.is_initialized():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     if threads:
         from threadpoolctl import threadpool_limits
 

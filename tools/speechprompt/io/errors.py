@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Iterator
@@ -103,3 +104,37 @@ class UniqueIds:
         if uid in self.seen:
             raise BadInput(f"duplicate id {uid!r} (first at {self.seen[uid]})", where)
         self.seen[uid] = where
+
+
+# What a write can meet that is no bug of the tool: the disk or the quota is full, the file system is
+# read-only, the file is too large for it, the permission is missing, the device failed.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+class CannotWrite(BadInput, OSError):
+    """A write that failed for the disk's sake: one line `where: cannot write: No space left on device` when
+    nothing handles it, and still the OSError it was (its errno and strerror) for a caller that does
+    (sp-train keeps its previous resume state and says so)."""
+
+    def __init__(self, error: OSError, where: str):
+        BadInput.__init__(self, f"cannot write: {error.strerror or error}", where)
+        self.errno, self.strerror, self.filename = error.errno, error.strerror, error.filename
+
+
+@contextlib.contextmanager
+def writing(where: str, place: str | None = None) -> Iterator[None]:
+    """Inside this block, a write that fails for the disk's sake (full, read-only, ...) is one line naming
+    `where` (the output being written), not a traceback. `place`: the directory written in; an error that
+    names a file elsewhere (an input) is left as it is."""
+    try:
+        yield
+    except CannotWrite:
+        raise  # an inner output's own line
+    except OSError as error:
+        if error.errno not in WRITE_ERRORS:
+            raise
+        if error.filename and place:
+            inside = os.path.abspath(os.fsdecode(error.filename))
+            if os.path.commonpath([inside, os.path.abspath(place)]) != os.path.abspath(place):
+                raise
+        raise CannotWrite(error, where) from None

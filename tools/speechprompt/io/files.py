@@ -13,7 +13,7 @@ import tempfile
 import zlib
 from typing import Iterator, TextIO
 
-from .errors import BadInput
+from .errors import BadInput, writing
 
 GZIP_SUFFIX = ".gz"
 
@@ -77,24 +77,28 @@ def atomic_path(path: str) -> Iterator[str]:
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        yield target
+        with writing(path):
+            yield target
         return
     directory, name = os.path.split(os.path.abspath(target))
-    os.makedirs(directory, exist_ok=True)
-    _remove_stale_temporaries(directory, name)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        yield tmp
-        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
-        os.replace(tmp, target)
+        with writing(path, directory):  # a full or read-only disk: one line naming the output, no temporary left
+            os.makedirs(directory, exist_ok=True)
+            _remove_stale_temporaries(directory, name)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
+            os.close(fd)
+            yield tmp
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+            os.replace(tmp, target)
     finally:
-        if os.path.lexists(tmp):
+        if tmp and os.path.lexists(tmp):
             os.unlink(tmp)
 
 
 def check_output(path: str) -> str:
-    """The file an output path writes to (a symlink followed); a directory or empty path is refused."""
+    """The file an output path writes to (a symlink followed); a directory, an empty path, or a place that
+    cannot be written (a read-only file system or directory) is refused."""
     if not path:
         raise BadInput("the output path is empty")
     if path == "-":
@@ -102,18 +106,47 @@ def check_output(path: str) -> str:
     target = os.path.realpath(path) if os.path.islink(path) else path
     if os.path.isdir(target):
         raise BadInput("is a directory, not an output file", path)
-    parent = os.path.dirname(os.path.abspath(target))
-    while not os.path.lexists(parent):  # a missing parent is created; an existing non-directory cannot be
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise BadInput(f"cannot write: {parent} is not a directory", path)
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+        return target  # a device or a FIFO is written into, not replaced
+    _check_writable(os.path.dirname(os.path.abspath(target)), path)
     return target
+
+
+def check_output_dir(path: str) -> str:
+    """An output directory (replaced or filled by the tool): refused if it is a file, or cannot be written."""
+    if not path:
+        raise BadInput("the output path is empty")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise BadInput("exists and is not a directory", path)
+    _check_writable(os.path.dirname(os.path.abspath(path)), path)
+    if os.path.isdir(path):
+        _check_writable(os.path.abspath(path), path)
+    return path
+
+
+def _check_writable(directory: str, path: str) -> None:
+    """`directory` (or, if missing, the ancestor it would be made in) takes new files."""
+    while not os.path.lexists(directory):  # a missing parent is created; an existing non-directory cannot be
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise BadInput(f"cannot write: {directory} is not a directory", path)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
+        raise BadInput(f"cannot write: {directory} is on a read-only file system" if read_only
+                       else f"cannot write: no permission to create files in {directory}", path)
 
 
 def output_callback(ctx, param, value):
     """click callback: `-o` is checked when the command line is read, before any work."""
     if value is not None:
         check_output(value)
+    return value
+
+
+def output_dir_callback(ctx, param, value):
+    """click callback: an output directory is checked when the command line is read, before any work."""
+    if value is not None:
+        check_output_dir(str(value))
     return value
 
 

@@ -7,19 +7,34 @@ import contextlib
 import dataclasses
 import json
 import math
+import unicodedata
 from typing import Callable, Iterator
 
 from .errors import BadInput, Skipper, UniqueIds
 from .files import lines
 
 SEP = "<s>"  # separator between units and label in fairseq LM lines
+# The symbols of every fairseq dictionary: a label slot spelled like one would be read as the symbol
+# (`<unk>` never scores as correct, `<s>` splits the LM line), so such a label is refused where it enters.
+SPECIAL_SYMBOLS = ("<s>", "<pad>", "</s>", "<unk>")
+
 
 def normalize_label(label: str | None) -> str | None:
-    """Labels are whitespace-separated slot values; None means unlabelled."""
+    """Labels are whitespace-separated slot values, in Unicode NFC (`café` typed or read from an NFD file
+    system is one label); None means unlabelled."""
     if label is None:
         return None
-    label = " ".join(label.split())
+    label = " ".join(unicodedata.normalize("NFC", label).split())
     return label or None
+
+
+def check_label(label: str | None, where: str) -> str | None:
+    """`label`, refused in one line if a slot is one of the uLM's special symbols."""
+    clash = next((value for value in (label or "").split() if value in SPECIAL_SYMBOLS), None)
+    if clash:
+        raise BadInput(f"label {label!r}: {clash!r} is one of the uLM's special symbols "
+                       f"({' '.join(SPECIAL_SYMBOLS)}); rename that label", where)
+    return label
 
 
 @dataclasses.dataclass
@@ -175,7 +190,8 @@ def parse_manifest(text: str, where: str) -> Utterance:
     if not (is_number(offset) and is_number(num_samples)):
         raise BadInput("offset and num_samples must be non-negative integers", where)
     speaker = fields[5].strip() if len(fields) == 6 else ""
-    return Utterance(uid, audio, int(offset), int(num_samples), normalize_label(label), where, speaker or None)
+    return Utterance(uid, audio, int(offset), int(num_samples), check_label(normalize_label(label), where), where,
+                     speaker or None)
 
 
 def parse_units(text: str, where: str) -> Units:
@@ -193,7 +209,7 @@ def parse_units(text: str, where: str) -> Units:
     uid, units, label = fields[:3]
     if not uid:
         raise BadInput("empty id", where)
-    record = Units(uid, _check_units(units.split(), where), normalize_label(label), None, where)
+    record = Units(uid, _check_units(units.split(), where), check_label(normalize_label(label), where), None, where)
     record.durations, record.f0 = parse_prosody(fields[3:], len(record.units), where)
     return record
 
@@ -206,7 +222,9 @@ def parse_lm(text: str, where: str) -> LMLine:
     if tokens.count(SEP) != 1:
         raise BadInput(f"expected exactly one {SEP} separator, found {tokens.count(SEP)}", where)
     cut = tokens.index(SEP)
-    line = LMLine(uid, _check_units(tokens[:cut], where), tokens[cut + 1:], where)
+    label = tokens[cut + 1:]
+    check_label(" ".join(label), where)
+    line = LMLine(uid, _check_units(tokens[:cut], where), label, where)
     line.durations, line.f0 = parse_prosody(columns[1:], cut, where)
     return line
 
@@ -226,8 +244,10 @@ def parse_prediction(text: str, where: str) -> Prediction:
     if scores is not None and not (isinstance(scores, dict) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores.values())):
         raise BadInput("'scores' must map labels to finite numbers (NaN or infinity found, or not numbers)", where)
+    prediction = record["prediction"]
     return Prediction(record["id"], record.get("units", ""), normalize_label(record.get("label")),
-                      record["prediction"], record.get("score"), record.get("scores"), where)
+                      unicodedata.normalize("NFC", prediction) if prediction else prediction,
+                      record.get("score"), record.get("scores"), where)
 
 
 def read_records(path: str, parse: Callable[[str, str], object], skipper: Skipper | None = None) -> Iterator:

@@ -28,7 +28,7 @@ PROMPT_KEYS = {"prompt", "config", "labels", "base"}
 
 def read_prompt_checkpoint(path: str) -> dict:
     """A prompt checkpoint from sp-train, through the allowlisted loader; anything else refused in one line."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, kind="prompt")
     if not PROMPT_KEYS <= set(ckpt):
         what = "a fairseq model checkpoint (a unit LM? give it to sp-train --base)" if "model" in ckpt else \
             f"keys {sorted(map(str, ckpt))[:4]}"

@@ -70,8 +70,9 @@ class PromptLM(nn.Module):
 
     # ----------------------------------------------------------------- params
     def prompt_state(self) -> dict:
-        """The trainable tensors (all of them when fine-tuning): what a checkpoint holds."""
-        return {name: p.detach().cpu() for name, p in self.named_parameters() if p.requires_grad}
+        """A copy of the trainable tensors (all of them when fine-tuning), on the CPU: what a checkpoint holds.
+        A copy, not a view: on the CPU `.cpu()` returns the parameter itself, which goes on training."""
+        return {name: p.detach().cpu().clone() for name, p in self.named_parameters() if p.requires_grad}
 
     def trainable_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
