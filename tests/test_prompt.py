@@ -284,7 +284,10 @@ def test_caps_stop_the_run_and_the_log_says_which(tmp_path, cap, reason):
     run = plateau_run(tmp_path, "--max-epoch", 50, "--patience", 0, *cap)
     stop = load_checkpoint(tmp_path / "prompt.pt")["stop"]
     assert stop["reason"] == reason and f"sp-train: stopped: {reason} (" in run.stderr
-    assert stop["updates"] == {"max update": 3, "time cap": 1, "max epoch": 6}[reason]  # 96 sentences, 16 a batch
+    if reason == "time cap":  # 0.01 s: after the first update or two, however loaded the machine
+        assert 1 <= stop["updates"] < 6
+    else:
+        assert stop["updates"] == {"max update": 3, "max epoch": 6}[reason]  # 96 sentences, 16 a batch
 
 
 def test_the_epoch_cap_is_auto_by_default_and_says_what_it_chose(tmp_path):
