@@ -11,11 +11,11 @@ optional `transformers`.
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 try:
     import transformers  # noqa: F401
 except ImportError:
@@ -33,14 +33,9 @@ BATCH, LENGTH, REPEATS = 32, 28, int(os.environ.get("BENCH_REPEATS", 5))
 UPDATES = int(os.environ.get("BENCH_UPDATES", 20))
 
 
+
 def best_of(function, repeats=REPEATS):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timing.best_of(function, repeats)
 
 
 def bench(family, **options):

@@ -11,11 +11,11 @@ CPU (BENCH_DIM, BENCH_LAYERS, BENCH_BATCH, BENCH_LENGTH change it):
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 from prompt_fixtures import build_lm  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM  # noqa: E402
@@ -30,14 +30,9 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", 5))
 CLASSES = 1251
 
 
+
 def best_of(function, repeats=REPEATS):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timing.best_of(function, repeats)
 
 
 def main():

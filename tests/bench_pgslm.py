@@ -9,11 +9,11 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 from prompt_fixtures import F0_EDGES, build_ulm, save_ulm  # noqa: E402
 from speechprompt.prompting import backbones  # noqa: E402
 from speechprompt.prompting.decoding import Decoder  # noqa: E402
@@ -27,14 +27,9 @@ LENGTH = int(os.environ.get("BENCH_LENGTH", 200))
 REPEATS = int(os.environ.get("BENCH_REPEATS", 5))
 
 
+
 def best_of(function, repeats=REPEATS):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timing.best_of(function, repeats)
 
 
 def main():

@@ -13,11 +13,11 @@ GSLM-shaped LM scaled down to CPU (BENCH_DIM, BENCH_LAYERS change it):
 import os
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 from prompt_fixtures import build_lm  # noqa: E402
 from speechprompt.prompting.backbones.fairseq_lm import FairseqLM  # noqa: E402
 from speechprompt.prompting.decoding import Decoder  # noqa: E402
@@ -31,14 +31,9 @@ BATCH, LENGTH, REPEATS = 32, 28, int(os.environ.get("BENCH_REPEATS", 5))
 UPDATES = int(os.environ.get("BENCH_UPDATES", 20))
 
 
+
 def best_of(function, repeats=REPEATS):
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timing.best_of(function, repeats)
 
 
 def main():

@@ -117,6 +117,19 @@ class Backbone(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def walk(self, layers, x, mask, prefix=None, past=None, states=None, **extra):
+        """`x` through `layers` in order, each by `self._layer(layer, x, mask, its prefix, its past, **extra)`
+        (a backbone's own layer): the output, and this call's per-layer (keys, values); each layer's output is
+        appended to `states` when given a list. What `run` does between its input and its final norm."""
+        cache = []
+        for i, layer in enumerate(layers):
+            x, kv = self._layer(layer, x, mask, None if prefix is None else prefix[i],
+                                None if past is None else past[i], **extra)
+            cache.append(kv)
+            if states is not None:
+                states.append(x)
+        return x, cache
+
     def freeze(self) -> Backbone:
         """No gradients for the weights, no dropout: what every backbone is while prompts train."""
         for p in self.parameters():

@@ -100,12 +100,7 @@ class FairseqLM(Backbone):
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         dec = self.decoder
-        cache = []
-        for i, layer in enumerate(dec.layers):
-            x, kv = self._layer(layer, x, mask, None if prefix is None else prefix[i], None if past is None else past[i])
-            cache.append(kv)
-            if states is not None:
-                states.append(x)
+        x, cache = self.walk(dec.layers, x, mask, prefix, past, states)
         if dec.layer_norm is not None:
             x = dec.layer_norm(x)
         if dec.project_out_dim is not None:

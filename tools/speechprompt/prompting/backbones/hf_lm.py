@@ -284,12 +284,7 @@ class OPTWalk(HFLM):
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         dec = self.decoder
-        cache = []
-        for i, layer in enumerate(dec.layers):
-            x, kv = self._layer(layer, x, mask, None if prefix is None else prefix[i], None if past is None else past[i])
-            cache.append(kv)
-            if states is not None:
-                states.append(x)
+        x, cache = self.walk(dec.layers, x, mask, prefix, past, states)
         if dec.final_layer_norm is not None:
             x = dec.final_layer_norm(x)
         if dec.project_out is not None:
@@ -328,16 +323,10 @@ class LlamaWalk(HFLM):
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         cos, sin = self.core.rotary_emb(x, positions)  # B x T x hd each, the model's own rotary module
         rotary = (cos.unsqueeze(1), sin.unsqueeze(1))
-        cache = []
-        for i, layer in enumerate(self.core.layers):
-            x, kv = self._layer(layer, x, rotary, mask, None if prefix is None else prefix[i],
-                                None if past is None else past[i])
-            cache.append(kv)
-            if states is not None:
-                states.append(x)
+        x, cache = self.walk(self.core.layers, x, mask, prefix, past, states, rotary=rotary)
         return self.core.norm(x), cache
 
-    def _layer(self, layer, x, rotary, mask, prefix, past):
+    def _layer(self, layer, x, mask, prefix, past, rotary):
         attn, shape = layer.self_attn, self.shape
         h = layer.input_layernorm(x)
         q = _rotate(self._heads(attn.q_proj(h), shape.heads), *rotary)

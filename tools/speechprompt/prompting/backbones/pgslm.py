@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 
 import torch
@@ -185,12 +184,7 @@ class PGSLM(FairseqLM):
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         dec = self.decoder
-        cache = []
-        for i, layer in enumerate(dec.layers):
-            x, kv = self._layer(layer, x, mask, None if prefix is None else prefix[i], None if past is None else past[i])
-            cache.append(kv)
-            if states is not None:
-                states.append(x)
+        x, cache = self.walk(dec.layers, x, mask, prefix, past, states)
         if dec.layer_norm is not None:
             x = dec.layer_norm(x)
         return x, cache  # project_out_dim is pGSLM's output head: `logits`
