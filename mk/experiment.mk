@@ -288,7 +288,7 @@ $(EXP)/%/metrics.json: $(EXP)/%/predictions.jsonl $(call uses,score,SCORE) $(cal
 	$(SCORE) $< $(SCORE_ARGS) -o $@
 
 # One line per method, the prompt first: `TASK test METRIC VALUE (lower|higher is better)  metrics.json`, the
-# prompt's line ending with its backbone (`backbone=gslm`).
+# prompt's line ending with its backbone (`backbone=fairseq`).
 SCORES := $(EXP)/metrics.json $(EXP)/baseline/metrics.json $(if $(UNITS),,$(EXP)/baseline-logmel/metrics.json)
 HEADLINE := import json, sys; h = json.load(open(sys.argv[1]))["headline"]; \
             print("%s %.4f (%s is better)" % (h["metric"], h["value"], h["better"]))

@@ -40,7 +40,8 @@ def run_row(tree, tmp_path, task, data, classes):
     for line, path, m in zip(summary, scored, metrics):
         headline = m["headline"]
         assert headline["value"] == m[headline["metric"]]
-        assert line == f"{task} test {headline['metric']} {headline['value']:.4f} ({headline['better']} is better)  {path}"
+        backbone = "  backbone=fairseq" if path == scored[0] else ""  # the prompt's line names its backbone
+        assert line == f"{task} test {headline['metric']} {headline['value']:.4f} ({headline['better']} is better)  {path}{backbone}"
         assert line in out.splitlines()
     return exp, out, metrics
 
