@@ -25,15 +25,16 @@ SHIPPED = os.path.join(ROOT, "tasks", "units", "gsc-hubert100", "train.txt.gz")
 
 
 def unit_lines(n):
-    """`id<TAB>units` of the first n shipped real utterances (deduplicated), or random ones if absent."""
+    """write_split's records (id, units, no durations, no F0) of the first n shipped real utterances
+    (deduplicated), or random ones if absent."""
     from speechprompt.dedup import dedup
     from speechprompt.io import Skipper, read_units
 
     if os.path.exists(SHIPPED):
         records = read_units(SHIPPED, Skipper(True))
-        return [(r.id, " ".join(dedup(r).units)) for r, _ in zip(records, range(n))]
+        return [(r.id, " ".join(dedup(r).units), None, None) for r, _ in zip(records, range(n))]
     rng = np.random.default_rng(0)
-    return [(f"u{i}", " ".join(map(str, rng.integers(0, 100, rng.integers(9, 46))))) for i in range(n)]
+    return [(f"u{i}", " ".join(map(str, rng.integers(0, 100, rng.integers(9, 46)))), None, None) for i in range(n)]
 
 
 def main():
