@@ -24,7 +24,8 @@ except ImportError:
 from hf_fixtures import build_hf_lm  # noqa: E402
 from speechprompt.prompting.backbones import hf_lm  # noqa: E402
 from speechprompt.prompting.decoding import Decoder  # noqa: E402
-from speechprompt.prompting.loop import Settings, make_batches, train  # noqa: E402
+from speechprompt.prompting.batches import make_batches  # noqa: E402
+from speechprompt.prompting.loop import Settings, train  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 
 DIM = int(os.environ.get("BENCH_DIM", 256))

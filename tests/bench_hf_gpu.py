@@ -28,7 +28,8 @@ except ImportError:
 
 from speechprompt.prompting.backbones import hf_lm  # noqa: E402
 from speechprompt.prompting.decoding import Decoder  # noqa: E402
-from speechprompt.prompting.loop import Settings, make_batches, train  # noqa: E402
+from speechprompt.prompting.batches import make_batches  # noqa: E402
+from speechprompt.prompting.loop import Settings, train  # noqa: E402
 from speechprompt.prompting.model import PromptConfig, PromptLM  # noqa: E402
 
 SHAPES = {  # TWIST's LMs: OPT-350M and OPT-1.3B shapes, 500 units after 4 specials
