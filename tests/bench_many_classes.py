@@ -39,7 +39,8 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        base, _ = build_lm(tmp, layers=LAYERS, dim=DIM, heads=max(1, DIM // 64), ffn=4 * DIM, units=100)
+        base, _ = build_lm(tmp, layers=LAYERS, dim=DIM, heads=max(1, DIM // 64), ffn=4 * DIM, units=100,
+                           positions=1024)  # the tokens and the longest label fit, as sp-lmdata crops them
     base = base.to(device).eval()
     from fairseq.data import Dictionary
     dictionary = Dictionary()

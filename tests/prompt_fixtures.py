@@ -19,13 +19,13 @@ def write_dict(path: str, n: int = UNITS) -> None:
 
 
 def build_lm(directory: str, layers=2, dim=32, heads=4, ffn=64, normalize_before=False, learned_pos=False,
-             seed=0, units=UNITS, io_dim=None):
+             seed=0, units=UNITS, io_dim=None, positions=128):
     """A randomly initialised fairseq transformer_lm (and its cfg), dict.txt written to `directory`."""
     os.makedirs(directory, exist_ok=True)
     write_dict(os.path.join(directory, "dict.txt"), units)
     argv = [directory, "--task", "language_modeling", "--arch", "transformer_lm", "--decoder-layers", str(layers),
             "--decoder-embed-dim", str(dim), "--decoder-ffn-embed-dim", str(ffn), "--decoder-attention-heads",
-            str(heads), "--share-decoder-input-output-embed", "--tokens-per-sample", "128", "--cpu"]
+            str(heads), "--share-decoder-input-output-embed", "--tokens-per-sample", str(positions), "--cpu"]
     argv += ["--decoder-normalize-before"] if normalize_before else []
     argv += ["--decoder-learned-pos"] if learned_pos else []
     # fairseq's command line defaults the input/output embedding to 512 wide, projected to `dim`
