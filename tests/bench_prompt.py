@@ -6,7 +6,9 @@ GSLM-shaped LM scaled down to CPU (BENCH_DIM, BENCH_LAYERS change it):
 - step: sp-train's loop (`prompting/loop.train`: batch order, forward, loss on the label, backward to
   the prompts, Adam, the epoch's validation and resume state) over the frozen LM's bare forward and
   backward on the same batches (fairseq's decoder, gradients to its token embeddings only: through
-  every layer, as a backward that reaches the prompts must go); goal <= 1.10;
+  every layer, as a backward that reaches the prompts must go); goal <= 1.10; and the same loop over
+  the prompted model's own forward and backward to the prompts (the prompt's arithmetic: P more input
+  rows, P more keys a layer), which is what the loop itself adds;
 - decode: sp-sample's batched one-pass decoding (prompts, logits at `<s>` only, restricted to the
   candidates) over a bare batched fairseq forward of the same LM on the same batch; goal >= 0.8.
 """
@@ -70,13 +72,25 @@ def main():
             base.decoder(t)[0][:, -2].logsumexp(-1).sum().backward()
             embedding.grad = None
 
+    prompts = [p for p in model.parameters() if p.requires_grad]
+
+    def prompted_lm():  # the prompted model's forward and backward to the prompts: no loop, no optimizer
+        for t in tokens:
+            model.features(t)[0][:, -2].sum().backward()
+            for p in prompts:
+                p.grad = None
+
     embedding.requires_grad_(True)
     reference = best_of(frozen_lm)
     embedding.requires_grad_(False)
+    model.train()
+    prompted = best_of(prompted_lm)
     ours = best_of(loop)
     print(f"step: {ours / reference:.2f}x the time of the LM's bare forward+backward "
           f"(LM {reference / len(tokens) * 1e3:.1f} ms, sp-train's loop {ours / len(tokens) * 1e3:.1f} ms an update "
           f"incl. its validation and resume state; goal <= 1.10)")
+    print(f"step: {ours / prompted:.2f}x the time of the prompted model's own forward+backward to the prompts "
+          f"({prompted / len(tokens) * 1e3:.1f} ms: the prompt's arithmetic is {prompted / reference:.2f}x the bare LM's)")
 
     decoder = Decoder(model.eval(), vocab, [str(u) for u in range(40, 52)])  # 12 one-token candidates
     prefix = tokens[0][:, :LENGTH - 1].clone()
