@@ -25,6 +25,7 @@ from . import distributed
 from .checkpoints import json_identity, save_checkpoint
 from .io import BadInput, atomic_output, command, log, output_path_option, pick_device, runtime_options
 from .prompting.backbones import KINDS
+from .prompting.stopping import shown
 
 
 def summary_path(output: str) -> str:
@@ -236,7 +237,7 @@ def main(data, base, base_dict, kind, output, verbalizer, work_dir, restart, if_
         except OSError as error:
             raise BadInput(f"cannot write: {error.strerror} (the resume state in {work_dir} is kept)", output) from None
         shutil.rmtree(work_dir, ignore_errors=True)
-    log(f"wrote {output} ({trained:,} trained values; best valid accuracy {checkpoint['best']})")
+    log(f"wrote {output} ({trained:,} trained values; best valid accuracy {shown(checkpoint['best'])})")
 
 
 def _discard_if_other(state_path: str, settings) -> None:

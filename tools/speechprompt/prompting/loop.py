@@ -35,7 +35,7 @@ from ..checkpoints import save_checkpoint
 from ..io import BadInput, log
 from .graphs import GraphedSteps, pad_for_graphs
 from .batches import Batch
-from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord
+from .stopping import MAX_EPOCH, MAX_UPDATE, PATIENCE, TIME_CAP, EarlyStop, StopRecord, shown
 
 STATE_FORMAT = "speechprompt-train-state/1"
 
@@ -166,7 +166,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         if rank == 0:
             log(f"resumed from {state_path}: epoch {position['epoch']}, update {position['updates']}, "
-                f"{stop.validations} validations, best valid accuracy {stop.best}")
+                f"{stop.validations} validations, best valid accuracy {shown(stop.best)}")
 
     def save_state():
         if rank != 0:
@@ -266,7 +266,7 @@ def train(model, train_batches: list[Batch], valid_batches: list[Batch], setting
                     if rank == 0:  # the train loss of this process's batches, in bits a target, as fairseq logs it
                         loss_bits = float(epoch_loss) / max(epoch_count / size, 1) / math.log(2)
                         log(f"epoch {epoch} update {position['updates']}: train loss {loss_bits:.4f}, lr {lr:.4g}; "
-                            f"valid accuracy {accuracy:.4f} (best {stop.best:.4f} at validation "
+                            f"valid accuracy {accuracy:.4f} (best {shown(stop.best)} at validation "
                             f"{stop.best_validation} of {stop.validations})")
                 reason = reason or _cap(settings, position, epoch, at_end, stop)
                 if reason is None and _interrupted(interrupt, size, device):

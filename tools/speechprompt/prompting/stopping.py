@@ -24,6 +24,11 @@ def chance_level(labels: list[str]) -> float:
     return share + 2 * math.sqrt(share * (1 - share) / len(labels))
 
 
+
+def shown(accuracy: float | None) -> str:
+    """An accuracy in the logs: four digits, or `none` before the first validation."""
+    return "none" if accuracy is None else f"{accuracy:.4f}"
+
 @dataclasses.dataclass
 class EarlyStop:
     """Valid accuracies in, `True` out when `patience` validations in a row, once above chance, brought no
@@ -64,7 +69,7 @@ class StopRecord:
 
     def message(self) -> str:
         text = (f"stopped: {self.reason} (epoch {self.epoch}, {self.updates} updates, {self.seconds:.0f} s); "
-                f"best valid accuracy {self.best_valid_accuracy} at validation {self.best_validation} "
+                f"best valid accuracy {shown(self.best_valid_accuracy)} at validation {self.best_validation} "
                 f"of {self.validations}")
         if not self.left_chance:
             text += f"; it never rose above chance ({self.chance:.4f}), so patience never started"
