@@ -265,7 +265,8 @@ endif
 # ------------------------------------------- 7-8: prompt tuning, decoding, scores
 PROMPT_ARGS := --prompt-length $(PROMPT_LEN) $(if $(LINEAR),--linear-verbalizer)
 # The backbone's companion file: GSLM's dict.txt (DICT), or pGSLM's F0 bins (F0_BINS).
-BASE_DICT := $(if $(PGSLM),$(F0_BINS),$(DICT))
+# A Hugging Face LM maps units to tokens by its own config.json (sp-train refuses --base-dict for it).
+BASE_DICT := $(if $(PGSLM),$(F0_BINS),$(if $(filter hf,$(BACKBONE)),,$(DICT)))
 $(EXP)/prompt.pt: $(EXP)/data-bin/test.id $(ULM_CKPT) $(EXP)/verbalizer.json $(call uses,train,TRAIN) $(call var,BACKBONE F0_BINS PROMPT_LEN LINEAR_VERBALIZER EPOCHS PATIENCE MAX_TIME MAX_UPDATE LR LR_SCHEDULE WARMUP SEED BATCH_SIZE NPROC UPDATE_FREQ) | $(STAMP)
 	$(LAUNCH) $(TRAIN) $(<D) --base $(ULM_CKPT)$(if $(BASE_DICT), --base-dict $(BASE_DICT)) --backbone $(BACKBONE) $(PROMPT_ARGS) --batch-size $(BATCH_SIZE) --lr $(LR) --lr-schedule $(LR_SCHEDULE) --warmup-updates $(WARMUP) --max-epoch $(EPOCHS) --max-update $(MAX_UPDATE) --max-time $(MAX_TIME) --update-freq $(UPDATE_FREQ) --patience $(PATIENCE) --seed $(SEED) --verbalizer $(EXP)/verbalizer.json --device $(DEVICE) --if-settings-differ restart -o $@
 

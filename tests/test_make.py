@@ -89,6 +89,22 @@ def test_units_skip_the_audio_stages_and_ulm_skips_pretraining(tree, tmp_path):
     assert "--lr-schedule linear --warmup-updates 100 " in out
 
 
+def test_a_hugging_face_ulm_gets_no_base_dict(tree, tmp_path):
+    """A sweep's cells name the uLM and its dictionary (ULM=, DICT=); an hf uLM reads units by its
+    config.json and sp-train refuses --base-dict for it, so Make must not pass one."""
+    units = tmp_path / "units"
+    fake_intent_units(units)
+    ulm, dictionary = tmp_path / "ulm-opt" / "config.json", tmp_path / "dict.txt"
+    ulm.parent.mkdir()
+    ulm.touch()
+    dictionary.touch()
+    out = make(tree, "-n", "TASK=SCR", f"EXP={tmp_path}/exp", f"UNITS={units}", "ULM_ARCH=opt",
+               f"ULM={ulm}", f"DICT={dictionary}", "predict").stdout
+    train = [line for line in out.splitlines() if "/sp-train " in line]
+    assert train and f"--base {ulm} --backbone hf " in train[0] and "--base-dict" not in train[0]
+    assert f"binarize --dict {dictionary}" in out
+
+
 def test_units_read_as_shipped_gz(tree, tmp_path):
     units = tmp_path / "units"
     fake_intent_units(units)
