@@ -87,9 +87,9 @@ class FairseqLM(Backbone):
     def embed_tokens(self, tokens):
         return self.decoder.embed_tokens(tokens)
 
-    def layer_input(self, vectors, positions, streams=None):  # one stream: the tokens; prosody is not read
+    def layer_input(self, vectors, positions, streams=None):
         dec = self.decoder
-        x = dec.embed_scale * vectors
+        x = self._add_streams(dec.embed_scale * vectors, positions, streams)
         if dec.project_in_dim is not None:
             x = dec.project_in_dim(x)
         if dec.embed_positions is not None:
@@ -97,6 +97,11 @@ class FairseqLM(Backbone):
         if dec.layernorm_embedding is not None:
             x = dec.layernorm_embedding(x)
         return dec.dropout_module(x)
+
+    def _add_streams(self, x, positions, streams):
+        """The scaled token vectors plus the decoder's other input streams: transformer_lm has none (prosody
+        is not read)."""
+        return x
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         dec = self.decoder

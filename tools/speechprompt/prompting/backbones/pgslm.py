@@ -167,20 +167,15 @@ class PGSLM(FairseqLM):
         # `</s>` starts a sentence in the interface; pGSLM's utterances start with `<s>`
         return self.decoder.embed_tokens(torch.where(tokens == self.vocab.eos, self.vocab.bos, tokens))
 
-    def layer_input(self, vectors, positions, streams=None):
+    def _add_streams(self, x, positions, streams):
+        """The duration and F0 embeddings summed into the scaled unit vectors, as pGSLM's decoder does; the
+        rest of the layer input (projection, positions, norm, dropout) is transformer_lm's."""
         dec = self.decoder
-        x = dec.embed_scale * vectors
         for value, embed, project in zip(self._stream_inputs(streams, positions, x.dtype), dec.embed_other_list,
                                          dec.proj_other_list):
             other = value.unsqueeze(-1).to(x.dtype) if embed is None else embed(value)
             x = x + (other if project is None else project(other))
-        if dec.project_in_dim is not None:
-            x = dec.project_in_dim(x)
-        if dec.embed_positions is not None:
-            x = x + self._positions(positions, x)
-        if dec.layernorm_embedding is not None:
-            x = dec.layernorm_embedding(x)
-        return dec.dropout_module(x)
+        return x
 
     def run(self, x, positions, mask, prefix=None, past=None, states=None):
         dec = self.decoder
