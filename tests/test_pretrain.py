@@ -165,10 +165,14 @@ def test_a_killed_run_resumes_to_the_uLM_of_an_uninterrupted_one(unit_bin, unint
     (save / ".train.x1y2z3").mkdir(parents=True)  # an older sp-pretrain's scratch directory, dead with its run
     killed = start(unit_bin, save)
     wait_for(save / ".train" / after, killed)
+    # Held where it is (alive, its lock held) while a second run is refused, so that the signal lands
+    # mid-run: the run is a few seconds long, and the second run's start-up alone can outlast it.
+    killed.send_signal(signal.SIGSTOP)
     second = sp("pretrain", unit_bin, "--save-dir", save, *RESUMABLE, check=False)  # one run a SAVE_DIR
     assert second.returncode == 1 and "Traceback" not in second.stderr
     assert f"sp-pretrain: error: {save}: busy: pid {killed.pid} on " in second.stderr.splitlines()[-1]
     killed.send_signal(how)
+    killed.send_signal(signal.SIGCONT)
     assert killed.wait(timeout=120) in (-signal.SIGKILL, 128 + signal.SIGTERM)
     assert "Traceback" not in killed.stderr.read()
     assert not (save / "checkpoint_best.pt").exists() and (save / ".train" / "checkpoint_last.pt").exists()
