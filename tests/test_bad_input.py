@@ -13,6 +13,7 @@ import pickle
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -868,3 +869,20 @@ def test_scoring_compares_labels_in_nfc(tmp_path):
     text = json.dumps({"id": "a", "label": NFD, "prediction": NFC}) + "\n" + \
         json.dumps({"id": "b", "label": NFC, "prediction": NFD}) + "\n"
     assert json.loads(sp("score", input=text).stdout)["accuracy"] == 1.0
+
+
+def test_a_sigterm_after_the_work_ends_the_process_without_a_traceback(tmp_path):
+    """Once a tool's work is over, SIGTERM ends it as SIGTERM ends any process: the handler that unwinds a
+    running tool would raise into Python's exit-time callbacks (torch and fairseq register some), print a
+    traceback there and leave the exit status 0."""
+    script = tmp_path / "tool.py"
+    script.write_text(
+        "import atexit, os, signal\n"
+        "from speechprompt.io import command\n"
+        "@command('a tool that is done')\n"
+        "def main():\n"
+        "    atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))  # the SIGTERM lands at exit\n"
+        "main()\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGTERM
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr

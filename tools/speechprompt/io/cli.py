@@ -20,26 +20,35 @@ class _OneLineErrors:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         signal.signal(signal.SIGTERM, _terminate)  # every tool, subcommands too
         try:
+            sys.exit(self._exit_code(args, prog_name, extra))
+        finally:
+            # The work is over, done or failed: from here a SIGTERM ends the process as it ends any other.
+            # The handler would raise into Python's exit-time callbacks (torch and fairseq register some):
+            # a traceback there, and the exit status of the work, not of the signal.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _exit_code(self, args, prog_name, extra) -> int:
+        try:
             try:
-                result = super().main(args, prog_name, standalone_mode=False, **extra)
+                super().main(args, prog_name, standalone_mode=False, **extra)
             except OSError as error:  # a full or read-only disk (or a missing permission) no guard caught
                 if isinstance(error, click.ClickException) or error.errno not in WRITE_ERRORS or not error.filename:
                     raise
                 raise BadInput(error.strerror or str(error), os.fsdecode(error.filename)) from None
         except UsageProblem as error:  # already one self-contained line
             error.show()
-            sys.exit(error.exit_code)
+            return error.exit_code
         except click.UsageError as error:
             prog = error.ctx.find_root().info_name if error.ctx else prog_name or os.path.basename(sys.argv[0])
             click.echo(f"{prog}: error: {one_line(error.format_message())} (see {prog} --help)", err=True)
-            sys.exit(error.exit_code)
+            return error.exit_code
         except click.ClickException as error:
             error.show()
-            sys.exit(error.exit_code)
+            return error.exit_code
         except click.Abort:
             click.echo("Aborted!", err=True)
-            sys.exit(1)
-        sys.exit(0)
+            return 1
+        return 0
 
 
 class _Command(_OneLineErrors, click.Command):
