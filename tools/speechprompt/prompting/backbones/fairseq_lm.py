@@ -108,9 +108,12 @@ class FairseqLM(Backbone):
         x, cache = self.walk(dec.layers, x, mask, prefix, past, states)
         if dec.layer_norm is not None:
             x = dec.layer_norm(x)
-        if dec.project_out_dim is not None:
-            x = dec.project_out_dim(x)
-        return x, cache
+        return self._project_out(x), cache
+
+    def _project_out(self, x):
+        """transformer_lm's projection from the layers' width to the output embedding's, where they differ."""
+        project = self.decoder.project_out_dim
+        return x if project is None else project(x)
 
     def logits(self, hidden):
         return self.decoder.output_layer(hidden)

@@ -177,12 +177,8 @@ class PGSLM(FairseqLM):
             x = x + (other if project is None else project(other))
         return x
 
-    def run(self, x, positions, mask, prefix=None, past=None, states=None):
-        dec = self.decoder
-        x, cache = self.walk(dec.layers, x, mask, prefix, past, states)
-        if dec.layer_norm is not None:
-            x = dec.layer_norm(x)
-        return x, cache  # project_out_dim is pGSLM's output head: `logits`
+    def _project_out(self, x):
+        return x  # project_out_dim is pGSLM's output head: `logits`
 
     def logits(self, hidden):
         """The unit stream's logits: the first rows of the three-stream output head."""
