@@ -7,8 +7,8 @@ GSLM-shaped LM scaled down to CPU (BENCH_DIM, BENCH_LAYERS change it):
   the prompts, Adam, the epoch's validation and resume state) over the frozen LM's bare forward and
   backward on the same batches (fairseq's decoder, gradients to its token embeddings only: through
   every layer, as a backward that reaches the prompts must go); goal <= 1.10; and the same loop over
-  the prompted model's own forward and backward to the prompts (the prompt's arithmetic: P more input
-  rows, P more keys a layer), which is what the loop itself adds;
+  the prompted model's own forward and backward to the prompts (the prompt's arithmetic: the input
+  prompt's P rows, run once a batch, and 2P more keys a layer), which is what the loop itself adds;
 - decode: sp-sample's batched one-pass decoding (prompts, logits at `<s>` only, restricted to the
   candidates) over a bare batched fairseq forward of the same LM on the same batch; goal >= 0.8.
 """
@@ -76,7 +76,7 @@ def main():
 
     def prompted_lm():  # the prompted model's forward and backward to the prompts: no loop, no optimizer
         for t in tokens:
-            model.features(t)[0][:, -2].sum().backward()
+            model.features(t, keep_cache=False)[0][:, -2].sum().backward()
             for p in prompts:
                 p.grad = None
 

@@ -191,3 +191,39 @@ def write_streams(directory: str, split: str, streams) -> None:
         for values in streams:
             builder.add_item(torch.as_tensor(values)[:, k].to(torch.int32))
         builder.finalize(os.path.join(directory, f"{split}.{name}.idx"))
+
+
+def prompt_in_every_row(model, tokens):
+    """A prompt model's hidden states and cache for `tokens` computed the plain way: the input prompt's rows
+    placed before every sentence and run with it, the deep prompts as every layer's prefix. (The model
+    itself runs the input prompt's rows once for the whole batch.)"""
+    B, T = tokens.shape
+    n = model.input_prompt.shape[0]
+    P = model.deep_prompt.shape[2]
+    positions = torch.arange(n + T).expand(B, -1)
+    # the tokens' own position embeddings count from 0; a backbone's positions in its layers (RoPE) from n
+    x = torch.cat([model.input_prompt.expand(B, -1, -1), model.embed(tokens)], 1)
+    mask = torch.cat([torch.ones(n + T, P, dtype=torch.bool), torch.ones(n + T, n + T, dtype=torch.bool).tril()], -1)
+    shape = model.base.shape
+    deep = [tuple(kv.unflatten(-1, (shape.kv_heads, shape.head_dim)).transpose(0, 1).expand(B, -1, -1, -1)
+                  for kv in layer) for layer in model.deep_prompt]
+    hidden, cache = model.base.run(x, positions, mask, deep)
+    return hidden[:, n:], cache
+
+
+def assert_same_as_every_row(model, tokens, atol=1e-5):
+    """The model's hidden states, cache and prompt gradients equal prompt_in_every_row's."""
+    prompts = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for run in (lambda: model.features(tokens), lambda: prompt_in_every_row(model, tokens)):
+        hidden, cache = run()
+        grads = torch.autograd.grad(hidden.square().mean(), prompts)
+        results.append((hidden.detach(), [t.detach() for kv in cache for t in kv], grads))
+    (hidden, cache, grads), (hidden_ref, cache_ref, grads_ref) = results
+    torch.testing.assert_close(hidden, hidden_ref, atol=atol, rtol=atol)
+    assert len(cache) == len(cache_ref)
+    for ours, theirs in zip(cache, cache_ref):
+        torch.testing.assert_close(ours, theirs, atol=atol, rtol=atol)
+    for ours, theirs in zip(grads, grads_ref):
+        torch.testing.assert_close(ours, theirs, atol=atol, rtol=atol)
+    assert all(g.abs().sum() > 0 for g in grads), "every prompt gets a gradient"

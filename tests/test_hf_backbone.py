@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers", reason="the hf backbone needs
 
 from conftest import sp  # noqa: E402
 from hf_fixtures import OFFSET, build_hf_lm, make_hf_lm  # noqa: E402
-from prompt_fixtures import TOKEN, make_databin, toy_rows, write_verbalizer  # noqa: E402
+from prompt_fixtures import TOKEN, assert_same_as_every_row, make_databin, toy_rows, write_verbalizer  # noqa: E402
 from speechprompt.checkpoints import load_checkpoint  # noqa: E402
 from speechprompt.prompting import backbones  # noqa: E402
 from speechprompt.prompting.backbones import hf_lm  # noqa: E402
@@ -74,6 +74,15 @@ def test_kv_cache_continuation_equals_a_full_forward(tmp_path, family, options):
         valid = torch.ones(2, 3 + 6, dtype=torch.bool)
         rest, _ = model.features(tokens[:, 6:], cache, valid, torch.full((2,), 6))
     torch.testing.assert_close(rest, full[:, 6:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family,options", SHAPES[:3], ids=IDS[:3])
+def test_the_input_prompt_run_once_for_a_batch_equals_it_run_in_every_row(tmp_path, family, options):
+    model = PromptLM(hf_backbone(tmp_path / "lm", family, **options), PromptConfig(3))
+    randomize_prompts(model, seed=1)
+    tokens = torch.randint(OFFSET, OFFSET + 20, (4, 9))
+    tokens[:, 6] = model.sep_index
+    assert_same_as_every_row(model.train(), tokens)
 
 
 @pytest.mark.parametrize("family,options", SHAPES[:3], ids=IDS[:3])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import sp
-from prompt_fixtures import build_lm, make_databin, make_lm, toy_rows, trained_toy
+from prompt_fixtures import assert_same_as_every_row, build_lm, make_databin, make_lm, toy_rows, trained_toy
 from speechprompt.checkpoints import load_checkpoint, load_lm
 from speechprompt.io import file_hash
 from speechprompt.databin import load_dictionary, read_split
@@ -62,6 +62,21 @@ def test_kv_cache_continuation_equals_full_forward(tmp_path):
         valid = torch.ones(2, 3 + 6, dtype=torch.bool)
         rest, _ = model.features(tokens[:, 6:], cache, valid, torch.full((2,), 6))
     torch.testing.assert_close(rest, full[:, 6:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_the_input_prompt_run_once_for_a_batch_equals_it_run_in_every_row(tmp_path, normalize_before):
+    base, _ = build_lm(str(tmp_path), normalize_before=normalize_before)
+    model = PromptLM(backbone_of(base, tmp_path), PromptConfig(3, deep=True, input_prompt=True, separator=True))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    tokens = torch.randint(4, 24, (4, 9))
+    tokens[:, 6] = model.sep_index
+    tokens[2, 7:] = base.decoder.padding_idx
+    assert_same_as_every_row(model.train(), tokens)
 
 
 def test_trainable_count_at_gslm_size(tmp_path):

@@ -85,7 +85,7 @@ class PromptLM(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def features(self, tokens, past: Cache | None = None, past_valid=None, offset=None, depth=None, attend=None,
-                 streams=None):
+                 streams=None, keep_cache=True):
         """Hidden states after the last layer for `tokens` (B x T, right-padded), and their prosody
         `streams` (B x T x 2) for a multi-stream backbone (backbones/__init__.py).
 
@@ -96,13 +96,16 @@ class PromptLM(nn.Module):
         tree instead of a sequence: token t sits at position offset + depth[t] and
         attends to the tokens `attend[t]` marks (its ancestors and itself), so all
         branches of a trie of candidate labels run in one pass. The default is a
-        sequence: depth 0, 1, 2, ... and causal attention.
+        sequence: depth 0, 1, 2, ... and causal attention. `keep_cache=False`: no cache is
+        returned (None) where making it costs work (training reads none).
         """
         B, T = tokens.shape
         start = torch.zeros(B, dtype=torch.long, device=tokens.device) if offset is None else offset
         positions = start[:, None] + (torch.arange(T, device=tokens.device) if depth is None else depth)
         x = self.embed(tokens, positions, streams)
         n_in = 0 if self.input_prompt is None else self.input_prompt.shape[0]
+        if past is None and n_in and not self.base.training:
+            return self._after_shared_prompt(x, positions + n_in, attend, keep_cache)
         if past is None and n_in:
             x = torch.cat([self.input_prompt.to(x.dtype).expand(B, -1, -1), x], 1)
             # the input prompt's rows come first: positions 0..n_in-1 for backbones that use positions in their layers
@@ -111,13 +114,44 @@ class PromptLM(nn.Module):
         else:
             positions, n_run = positions + n_in, 0
         mask = self._mask(x.shape[1], past_valid, x.device, attend)
-        prefix = None
-        if self.deep_prompt is not None:
-            prompt = self.deep_prompt.to(x.dtype)
-            prefix = [(self._heads(prompt[i, 0]).expand(B, -1, -1, -1), self._heads(prompt[i, 1]).expand(B, -1, -1, -1))
-                      for i in range(prompt.shape[0])]
-        x, cache = self.base.run(x, positions, mask, prefix, past)
+        x, cache = self.base.run(x, positions, mask, self._deep(B, x.dtype), past)
         return x[:, n_run:], cache
+
+    def _deep(self, B, dtype):
+        """The deep prompts as each layer's prefix (keys, values), B x Hkv x P x hd, or None."""
+        if self.deep_prompt is None:
+            return None
+        prompt = self.deep_prompt.to(dtype)
+        return [(self._heads(prompt[i, 0]).expand(B, -1, -1, -1), self._heads(prompt[i, 1]).expand(B, -1, -1, -1))
+                for i in range(prompt.shape[0])]
+
+    def _after_shared_prompt(self, x, positions, attend, keep_cache):
+        """The tokens' layer input `x` (B x T x d, at `positions` after the input prompt's) through the base
+        after the input prompt, whose rows run once.
+
+        The prompt's rows see no token (they come first, and attention is causal) and the frozen base has
+        no dropout, so they compute the same for every sentence: they run as one row, and their keys and
+        values join each sentence's attention as a past, 1/B of the work of running them in every row.
+        The hidden states are those of the prompt's rows run in every row; the cache returned holds the
+        prompt's rows too (expanded, only when `keep_cache`), as that run's does."""
+        B, T = x.shape[:2]
+        n_in = self.input_prompt.shape[0]
+        prompt = self.input_prompt.to(x.dtype)[None]
+        prompt_positions = torch.arange(n_in, device=x.device)[None]
+        deep = self._deep(1, x.dtype)
+        _, shared = self.base.run(prompt, prompt_positions, self._mask(n_in, None, x.device), deep)
+        # every row attends to the deep prompts and the input prompt's rows alike: one prefix of both, one
+        # concatenation a layer
+        prefix = shared if deep is None else [(torch.cat([dk, k], 2), torch.cat([dv, v], 2))
+                                              for (dk, dv), (k, v) in zip(deep, shared)]
+        prefix = [(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix]
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril() if attend is None else attend
+        mask = torch.cat([causal.new_ones(T, prefix[0][0].shape[2]), causal], -1)  # prefix, then the tokens
+        y, cache = self.base.run(x, positions, mask, prefix)
+        if not keep_cache:
+            return y, None
+        return y, [(torch.cat([pk.expand(B, -1, -1, -1), k], 2), torch.cat([pv.expand(B, -1, -1, -1), v], 2))
+                   for (pk, pv), (k, v) in zip(shared, cache)]
 
     def embed(self, tokens, positions=None, streams=None):
         """Layer-0 input of `tokens`: the backbone's token vectors (the separator's at `<s>`), positions and
@@ -156,5 +190,5 @@ class PromptLM(nn.Module):
         B x T boolean mask, or N flat indices (row * T + column), which need no host sync to gather. The
         label is read from the token stream only: a multi-stream backbone's other outputs (the label
         positions' prosody) are not part of the loss."""
-        x, _ = self.features(tokens, streams=streams)
+        x, _ = self.features(tokens, streams=streams, keep_cache=False)
         return self.logits(x[targets] if targets.dtype == torch.bool else x.flatten(0, 1)[targets])
