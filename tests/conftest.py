@@ -23,6 +23,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs a whole chain of tools (minutes); deselect with -m 'not slow'")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def temporary_files_under_pytests_directory(tmp_path_factory):
+    """The processes the tests start keep their temporary files under pytest's temporary directory, which
+    pytest prunes, not in /tmp: torchrun leaves a torchelastic_* directory behind at every launch."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmpdir"))
+
+
 def sp(tool, *args, input=None, check=True, cwd=None):
     """Run `sp-<tool> args...` as a process (forked warm, see forked_tools.py); returns the CompletedProcess (text)."""
     result = forked(f"sp-{tool}", list(map(str, args)), input, cwd)
