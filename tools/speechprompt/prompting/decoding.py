@@ -136,7 +136,7 @@ class Decoder:
         """`streams`: the prefix's prosody (B x T x 2) for a multi-stream backbone; the label tokens have none."""
         m = self.model
         B = prefix.shape[0]
-        x, cache = m.features(prefix, streams=streams)
+        x, cache = m.features(prefix, streams=streams, keep_cache=not self.one_pass)  # one pass reads no cache
         hidden = x[torch.arange(B, device=prefix.device), lengths - 1][:, None]  # at <s>
         if not self.one_pass:
             n_in = 0 if m.input_prompt is None else m.input_prompt.shape[0]
