@@ -62,14 +62,7 @@ def bench(family, **options):
             model_hf(input_ids=t).logits[:, -2].logsumexp(-1).sum().backward()
             embedding.grad = None
 
-    def frozen_lm_timed():  # the embedding's gradient on for the bare model only
-        embedding.requires_grad_(True)
-        try:
-            frozen_lm()
-        finally:
-            embedding.requires_grad_(False)
-
-    reference, ours = timing.best_of_each([frozen_lm_timed, loop], REPEATS)
+    reference, ours = timing.best_of_each([timing.with_gradient(embedding, frozen_lm), loop], REPEATS)
     print(f"{family} step: {ours / reference:.2f}x the time of the model's bare forward+backward "
           f"(bare {reference / len(tokens) * 1e3:.1f} ms, sp-train's loop {ours / len(tokens) * 1e3:.1f} ms an update "
           f"incl. its validation and resume state; goal <= 1.25)")

@@ -75,15 +75,9 @@ def main():
             for p in prompts:
                 p.grad = None
 
-    def frozen_lm_timed():  # the embedding's gradient on for the bare LM only
-        embedding.requires_grad_(True)
-        try:
-            frozen_lm()
-        finally:
-            embedding.requires_grad_(False)
-
     model.train()
-    reference, prompted, ours = timing.best_of_each([frozen_lm_timed, prompted_lm, loop], REPEATS)
+    timed = [timing.with_gradient(embedding, frozen_lm), prompted_lm, loop]
+    reference, prompted, ours = timing.best_of_each(timed, REPEATS)
     print(f"step: {ours / reference:.2f}x the time of the LM's bare forward+backward "
           f"(LM {reference / len(tokens) * 1e3:.1f} ms, sp-train's loop {ours / len(tokens) * 1e3:.1f} ms an update "
           f"incl. its validation and resume state; goal <= 1.10)")

@@ -26,3 +26,15 @@ def best_of_each(functions: list, repeats: int = 5) -> list[float]:
             function()
             spent.append(time.perf_counter() - start)
     return [min(spent) for spent in times]
+
+
+def with_gradient(tensor, function):
+    """`function`, called with `tensor`'s gradient on and turned off again after: the bare model's backward
+    reaches its token embeddings, while the other functions timed beside it see them frozen."""
+    def call():
+        tensor.requires_grad_(True)
+        try:
+            function()
+        finally:
+            tensor.requires_grad_(False)
+    return call

@@ -131,7 +131,7 @@ class PromptLM(nn.Module):
 
         The prompt's rows see no token (they come first, and attention is causal) and the frozen base has
         no dropout, so they compute the same for every sentence: they run as one row, and their keys and
-        values join each sentence's attention as a past, 1/B of the work of running them in every row.
+        values join each layer's prefix after the deep prompts', 1/B of the work of running them in every row.
         The hidden states are those of the prompt's rows run in every row; the cache returned holds the
         prompt's rows too (expanded, only when `keep_cache`), as that run's does."""
         B, T = x.shape[:2]
@@ -145,9 +145,7 @@ class PromptLM(nn.Module):
         prefix = shared if deep is None else [(torch.cat([dk, k], 2), torch.cat([dv, v], 2))
                                               for (dk, dv), (k, v) in zip(deep, shared)]
         prefix = [(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix]
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril() if attend is None else attend
-        mask = torch.cat([causal.new_ones(T, prefix[0][0].shape[2]), causal], -1)  # prefix, then the tokens
-        y, cache = self.base.run(x, positions, mask, prefix)
+        y, cache = self.base.run(x, positions, self._mask(T, None, x.device, attend, shared=n_in), prefix)
         if not keep_cache:
             return y, None
         return y, [(torch.cat([pk.expand(B, -1, -1, -1), k], 2), torch.cat([pv.expand(B, -1, -1, -1), v], 2))
@@ -169,11 +167,11 @@ class PromptLM(nn.Module):
         shape = self.base.shape
         return x.unflatten(-1, (shape.kv_heads, shape.head_dim)).transpose(-3, -2)[None]
 
-    def _mask(self, T, past_valid, device, attend=None):
-        """Boolean mask (True = attend): deep prompts always, the past where valid, the present causally
-        (or as `attend` says)."""
+    def _mask(self, T, past_valid, device, attend=None, shared=0):
+        """Boolean mask (True = attend): deep prompts always (and the input prompt's `shared` rows, run once
+        a batch, after them), the past where valid, the present causally (or as `attend` says)."""
         causal = torch.ones(T, T, dtype=torch.bool, device=device).tril() if attend is None else attend
-        P = 0 if self.deep_prompt is None else self.deep_prompt.shape[2]
+        P = shared + (0 if self.deep_prompt is None else self.deep_prompt.shape[2])
         if past_valid is None:
             return torch.cat([causal.new_ones(T, P), causal], -1)  # T x K, the same for every row
         B = past_valid.shape[0]

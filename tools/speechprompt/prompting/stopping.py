@@ -24,10 +24,10 @@ def chance_level(labels: list[str]) -> float:
     return share + 2 * math.sqrt(share * (1 - share) / len(labels))
 
 
-
 def shown(accuracy: float | None) -> str:
     """An accuracy in the logs: four digits, or `none` before the first validation."""
     return "none" if accuracy is None else f"{accuracy:.4f}"
+
 
 @dataclasses.dataclass
 class EarlyStop:
