@@ -168,3 +168,27 @@ def test_a_process_that_sees_one_gpu_uses_it_else_the_gpu_of_its_local_rank():
 
     assert [gpu_index(local_rank, 1) for local_rank in range(3)] == [0, 0, 0]  # srun --gpus-per-task 1
     assert [gpu_index(local_rank, 4) for local_rank in range(4)] == [0, 1, 2, 3]
+
+
+def test_leaving_frees_every_process_group_before_the_interpreters_teardown(tmp_path):
+    """A gloo group alive at the interpreter's teardown can abort a process whose work is done (SIGABRT): after
+    fairseq's run and `leave()` none is left, neither the one fairseq caches for itself nor one in a cycle."""
+    import weakref
+
+    from fairseq import distributed_utils
+
+    from speechprompt import distributed, fairseq_run
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        fairseqs = distributed_utils.get_global_group()  # what fairseq's trainer all-reduces over
+        cycle = {"group": torch.distributed.group.WORLD}
+        cycle["self"] = cycle  # as a trainer's model or optimizer may hold its group
+        alive = [weakref.ref(fairseqs), weakref.ref(cycle["group"])]
+        del fairseqs, cycle
+        assert all(ref() is not None for ref in alive)
+        fairseq_run.forget_process_groups()
+    finally:
+        distributed.leave()
+    assert not torch.distributed.is_initialized()
+    assert [ref() for ref in alive] == [None, None]

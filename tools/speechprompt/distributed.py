@@ -20,6 +20,7 @@ Only the process of rank 0 writes outputs.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 
@@ -118,9 +119,13 @@ def join(device: torch.device, here: World) -> None:
 
 
 def leave() -> None:
-    """Close the process group, so that the process exits cleanly."""
+    """Close the process groups and free them here, while the interpreter is whole. A gloo group still
+    alive at the interpreter's teardown can abort the process (SIGABRT, "terminate called without an
+    active exception") after its work is done, and Make then deletes what the process wrote; a group
+    held only by a reference cycle would live until then, so the cycles are collected now."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    gc.collect()
 
 
 def describe_batch(per_process: int, unit: str, here: World, update_freq: int) -> str:

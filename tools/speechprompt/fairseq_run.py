@@ -269,8 +269,19 @@ def train(cfg, scratch: Scratch, rules: Rules, main: bool) -> None:
     handler.addFilter(one_line_records)
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)  # fairseq logs to stdout otherwise
     cfg.checkpoint.save_dir = scratch.path
-    with fairseq_globals():
-        distributed_utils.call_main(cfg, run_epochs, scratch=scratch, rules=rules, writer=main)
+    try:
+        with fairseq_globals():
+            distributed_utils.call_main(cfg, run_epochs, scratch=scratch, rules=rules, writer=main)
+    finally:
+        forget_process_groups()
+
+
+def forget_process_groups() -> None:
+    """Drop the process group that fairseq keeps for itself (`get_global_group` caches one), so that
+    `distributed.leave()` frees every group the run made before the interpreter's teardown."""
+    from fairseq import distributed_utils
+
+    vars(distributed_utils.get_global_group).pop("_global_group", None)
 
 
 def one_line_records(record: logging.LogRecord) -> bool:
