@@ -114,8 +114,16 @@ def fairseq_argv(device: torch.device, here: World, update_freq: int = 1) -> lis
 def join(device: torch.device, here: World) -> None:
     """Join the other processes, torchrun's or the SLURM step's (`env://`): NCCL between GPUs, gloo between CPU
     processes."""
+    ready_to_join()
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
                                          rank=here.rank, world_size=here.size)
+
+
+def ready_to_join() -> None:
+    """Import torch._dynamo before any process group exists. Imported after (an optimizer's construction
+    imports it), it keeps references to the default group that `destroy_process_group` cannot drop, and
+    the group lives on into the interpreter's teardown (see `leave`)."""
+    import torch._dynamo  # noqa: F401
 
 
 def leave() -> None:

@@ -39,6 +39,7 @@ import warnings
 
 import torch
 
+from . import distributed
 from .checkpoints import fairseq_globals, load_checkpoint
 from .io import file_hash
 from .io import BadInput, log
@@ -269,6 +270,7 @@ def train(cfg, scratch: Scratch, rules: Rules, main: bool) -> None:
     handler.addFilter(one_line_records)
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)  # fairseq logs to stdout otherwise
     cfg.checkpoint.save_dir = scratch.path
+    distributed.ready_to_join()  # fairseq makes the process groups, if any (its optimizer imports the same anyway)
     try:
         with fairseq_globals():
             distributed_utils.call_main(cfg, run_epochs, scratch=scratch, rules=rules, writer=main)
