@@ -191,3 +191,27 @@ def test_no_process_group_outlives_a_run_on_two_processes(tool, tmp_path, unit_b
     reports = sorted(line for line in result.stderr.splitlines() if "process groups alive at exit" in line)
     made = 2 if tool == "pretrain" else 1  # fairseq makes a group of its own beside the default one
     assert reports == [f"rank {rank}: 0 of {made} process groups alive at exit" for rank in (0, 1)]
+
+
+def test_leaving_frees_every_process_group_before_the_interpreters_teardown(tmp_path):
+    """A gloo group alive at the interpreter's teardown can abort a process whose work is done (SIGABRT): after
+    fairseq's run and `leave()` none is left, neither the one fairseq caches for itself nor one in a cycle."""
+    import weakref
+
+    from fairseq import distributed_utils
+
+    from speechprompt import distributed, fairseq_run
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        fairseqs = distributed_utils.get_global_group()  # what fairseq's trainer all-reduces over
+        cycle = {"group": torch.distributed.group.WORLD}
+        cycle["self"] = cycle  # as a trainer's model or optimizer may hold its group
+        alive = [weakref.ref(fairseqs), weakref.ref(cycle["group"])]
+        del fairseqs, cycle
+        assert all(ref() is not None for ref in alive)
+        fairseq_run.forget_process_groups()
+    finally:
+        distributed.leave()
+    assert not torch.distributed.is_initialized()
+    assert [ref() for ref in alive] == [None, None]

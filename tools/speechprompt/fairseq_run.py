@@ -279,11 +279,13 @@ def train(cfg, scratch: Scratch, rules: Rules, main: bool) -> None:
 
 
 def forget_process_groups() -> None:
-    """Drop the process group that fairseq keeps for itself (`get_global_group` caches one), so that
-    `distributed.leave()` frees every group the run made before the interpreter's teardown."""
+    """Clear fairseq's cache of the process group it makes for itself (`get_global_group._global_group`;
+    fairseq has no call for it), so that `distributed.leave()` frees every group the run made before the
+    interpreter's teardown. No code path of fairseq changes: a later call makes a new group, as the first did."""
     from fairseq import distributed_utils
 
-    vars(distributed_utils.get_global_group).pop("_global_group", None)
+    if hasattr(distributed_utils.get_global_group, "_global_group"):
+        delattr(distributed_utils.get_global_group, "_global_group")
 
 
 def one_line_records(record: logging.LogRecord) -> bool:
