@@ -10,11 +10,13 @@ from conftest import BIN, ROOT, sp
 from speechprompt.checkpoints import load_checkpoint
 
 
-def torchrun(tool, *args, processes=2):
-    """`torchrun --nproc_per_node N sp-TOOL args` on the CPU, one thread a process; the CompletedProcess."""
+def torchrun(tool, *args, processes=2, program=None):
+    """`torchrun --nproc_per_node N sp-TOOL args` on the CPU, one thread a process; the CompletedProcess.
+    `program`: the command to run the tool with instead of `sp-TOOL`."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", str(processes), "--no-python",
-                             str(BIN / f"sp-{tool}"), *map(str, args)], capture_output=True, text=True, env=env)
+                             *map(str, program or [BIN / f"sp-{tool}"]), *map(str, args)],
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -170,7 +172,6 @@ def test_a_process_that_sees_one_gpu_uses_it_else_the_gpu_of_its_local_rank():
     assert [gpu_index(local_rank, 4) for local_rank in range(4)] == [0, 1, 2, 3]
 
 
-
 @pytest.mark.parametrize("tool", ["pretrain", "train"])
 def test_no_process_group_outlives_a_run_on_two_processes(tool, tmp_path, unit_bin):
     """A gloo group alive at the interpreter's teardown can abort a process whose work is done (SIGABRT), and Make
@@ -183,11 +184,8 @@ def test_no_process_group_outlives_a_run_on_two_processes(tool, tmp_path, unit_b
         data = make_databin(str(tmp_path / "bin"), {"train": toy_rows(64, 1), "valid": toy_rows(16, 2)})
         args = [data, "-o", tmp_path / "prompt.pt", "--base", make_lm(str(tmp_path / "lm")), "--max-epoch", 2,
                 "--batch-size", 8]
-    result = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
-                             str(BIN / "python"), str(ROOT / "tests" / "groups_at_exit.py"), f"speechprompt.{tool}",
-                             *map(str, args), "--device", "cpu", "--threads", "1"],
-                            capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun(tool, *args, "--device", "cpu", "--threads", 1,
+                      program=[BIN / "python", ROOT / "tests" / "groups_at_exit.py", f"speechprompt.{tool}"])
     reports = sorted(line for line in result.stderr.splitlines() if "process groups alive at exit" in line)
     made = 2 if tool == "pretrain" else 1  # fairseq makes a group of its own beside the default one
     assert reports == [f"rank {rank}: 0 of {made} process groups alive at exit" for rank in (0, 1)]

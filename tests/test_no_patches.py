@@ -56,9 +56,8 @@ def patches(source: str) -> list[str]:
             [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         for target in targets:
             what = "deletes" if isinstance(node, ast.Delete) else "assigns"
-            if isinstance(target, ast.Attribute) and root(target) in foreign:
-                found.append(f"{node.lineno}: {what} {ast.unparse(target)}")
-            if isinstance(target, ast.Subscript) and namespace_of_foreign(target.value):
+            if isinstance(target, ast.Attribute) and root(target) in foreign \
+                    or isinstance(target, ast.Subscript) and namespace_of_foreign(target.value):
                 found.append(f"{node.lineno}: {what} {ast.unparse(target)}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS \
                 and namespace_of_foreign(node.func.value):
